@@ -1,0 +1,237 @@
+"""Command line: `python -m core <command>`; the same code paths as the dashboard.
+
+    python -m core extract --model minilm --data demo:sentences --layers all --pooling mean
+    python -m core ls [--json]
+    python -m core layers --model smollm2 [--all]
+    python -m core demo          # prepare the demo workspace the dashboard opens on
+
+Mistakes (unknown model, missing file, bad column...) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from core.errors import LayerscopeError
+
+DEMO_RUNS = (
+    ("minilm", "demo:sentences", "mean"),
+    ("minilm", "demo:sentences", "tokens"),
+    ("minilm", "demo:cities", "mean"),
+)
+
+
+def _add_workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", help="workspace folder (default $LAYERSCOPE_WORKSPACE or ./workspace)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Layerscope: what every layer knows.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    extract = commands.add_parser("extract", help="extract per-layer activations into the workspace")
+    extract.add_argument("--model", required=True, help="bundled name (minilm, smollm2, ...), folder, hub id or pkg.mod:factory")
+    extract.add_argument("--data", required=True, help="demo:NAME, a CSV/JSONL/Parquet/text file or an image folder")
+    extract.add_argument("--layers", default="all", help="'all' or comma-separated module paths")
+    extract.add_argument("--pooling", default="mean", help="mean, first, last, max or tokens")
+    extract.add_argument("--text-column", help="column holding the inputs")
+    extract.add_argument("--label-columns", help="comma-separated label columns")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--max-length", type=int, help="truncate inputs to this many tokens")
+    extract.add_argument("--device", help="cpu, cuda or auto (default)")
+    extract.add_argument("--dtype", help="float32 (default); float16 or bfloat16 on a GPU")
+    extract.add_argument("--reinit", action="store_true", help="use the architecture with re-initialised weights")
+    extract.add_argument("--seed", type=int, default=0, help="seed for --reinit")
+    extract.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a hub model")
+    extract.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_workspace(extract)
+
+    ls = commands.add_parser("ls", help="list the runs in the workspace")
+    ls.add_argument("--json", action="store_true", help="print the runs as JSON")
+    _add_workspace(ls)
+
+    layers = commands.add_parser("layers", help="list a model's layers")
+    layers.add_argument("--model", required=True)
+    layers.add_argument("--all", action="store_true", help="every hookable module, not only the default set")
+    layers.add_argument("--json", action="store_true")
+    _add_workspace(layers)
+
+    demo = commands.add_parser("demo", help="prepare the demo workspace (bundled models on demo data)")
+    _add_workspace(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo}[args.command](args)
+    except LayerscopeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+class _Bar:
+    """A tqdm bar on stderr, opened on the first progress report (not for a cache hit or an error)."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="batch", file=sys.stderr)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _bar(description: str):
+    bar = _Bar(description)
+    return bar, bar
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def cmd_extract(args) -> int:
+    from core.data import load_dataset
+    from core.extract import extract
+    from core.models import load_model
+    from core.store import Store
+
+    store = Store(args.workspace)
+    dataset = load_dataset(args.data, text_column=args.text_column, label_columns=_split(args.label_columns))
+    model = load_model(
+        args.model,
+        device=args.device,
+        workspace=store.root,
+        reinit=args.reinit,
+        seed=args.seed,
+        trust_remote_code=args.trust_remote_code,
+    )
+    bar, progress = _bar(f"{model.name} on {dataset.name}")
+    try:
+        acts = extract(
+            model,
+            dataset,
+            layers=args.layers,
+            pooling=args.pooling,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            max_length=args.max_length,
+            store=store,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    summary = {
+        "key": acts.key,
+        "path": str(acts.path),
+        "model": acts.model_name,
+        "dataset": acts.dataset_name,
+        "layers": acts.layer_names,
+        "pooling": acts.pooling,
+        "shape": [acts.meta["n_rows"], max(acts.meta["dims"].values())],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"key  {acts.key}\npath {acts.path}")
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def cmd_ls(args) -> int:
+    from core.store import Store
+
+    store = Store(args.workspace)
+    runs = store.list_runs()
+    rows = [
+        {
+            "key": run["key"],
+            "model": run["model"]["name"],
+            "dataset": run["dataset"]["name"],
+            "layers": len(run["layers"]),
+            "pooling": run["pooling"],
+            "shape": [run["n_rows"], max(run["dims"].values())],
+            "bytes": run["bytes"],
+            "created": run["created"],
+        }
+        for run in runs
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no runs in {store.root}; create one with `python -m core extract --model minilm --data demo:sentences`")
+        return 0
+    header = f"{'key':20}  {'model':18}  {'dataset':16}  {'layers':>6}  {'pooling':7}  {'shape':>12}  {'size':>8}  created"
+    print(header)
+    for r in rows:
+        shape = f"{r['shape'][0]}x{r['shape'][1]}"
+        print(
+            f"{r['key']:20}  {r['model'][:18]:18}  {r['dataset'][:16]:16}  {r['layers']:>6}  {r['pooling']:7}  "
+            f"{shape:>12}  {_human(r['bytes']):>8}  {r['created']}"
+        )
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from core.models import load_model
+    from core.store import Store
+
+    model = load_model(args.model, workspace=Store(args.workspace).root, device="cpu")
+    names = model.layer_names() if args.all else model.default_layers()
+    if args.json:
+        print(json.dumps(names))
+    else:
+        print("\n".join(names))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Extract the demo runs the dashboard opens on (seconds on a CPU; skipped when present)."""
+    from core.extract import extract
+    from core.models import load_model
+    from core.store import Store
+
+    store = Store(args.workspace)
+    models = {}
+    for model_name, data, pooling in DEMO_RUNS:
+        if model_name not in models:
+            models[model_name] = load_model(model_name, workspace=store.root)
+        bar, progress = _bar(f"{model_name} on {data} ({pooling})")
+        try:
+            acts = extract(models[model_name], data, layers="all", pooling=pooling, store=store, progress=progress)
+        finally:
+            bar.close()
+        print(f"{acts.key}  {model_name} on {data} ({pooling})")
+    print(f"demo workspace ready: {store.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""Models: `load_model(name_or_path, ...)` -> `LoadedModel`.
+
+Accepted names:
+    "minilm", "smollm2", "efficientnet-lite0"   bundled real weights, offline
+    "digits-mlp" / "digits-mlp:seed=1"            small MLP trained on demo:digits in seconds
+    a local Hugging Face model folder              config.json + weights
+    a hub id such as "org/name"                    needs network (clear error without)
+    "package.module:factory"                       any torch.nn.Module, with `preprocess`
+    an nn.Module instance                          from Python, with `preprocess`
+`reinit=True` gives the same architecture with freshly initialised weights
+(the "untrained" control), seeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.errors import LayerscopeError
+from core.models.layers import default_layers, hookable_layers, resolve_layers
+
+logger = logging.getLogger(__name__)
+
+BUNDLED = {
+    "minilm": "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 wide)",
+    "smollm2": "SmolLM2-135M-Instruct causal LM (Llama, 30 layers, 576 wide)",
+    "efficientnet-lite0": "EfficientNet-Lite0 ImageNet CNN (16 blocks)",
+    "digits-mlp": "3-layer MLP trained on demo:digits (seed selectable: digits-mlp:seed=1)",
+}
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model ready for extraction, with what is needed to feed it."""
+
+    name: str  # what the user asked for: "minilm", a folder, a hub id, "pkg.mod:factory"
+    module: nn.Module  # the full model; layer paths are relative to it
+    modality: str  # "text" or "image"
+    weights_hash: str  # sha256 prefix of the weights (or "reinit:<seed>:" + architecture hash)
+    tokenizer: Any = None  # HF tokenizer for text models
+    preprocess: Callable | None = None  # inputs -> tensor or dict of tensors (modules, images)
+    forward_module: nn.Module | None = None  # what extraction calls (e.g. the base model, skipping lm_head)
+    is_causal_lm: bool = False
+    description: str = ""
+    max_length: int = 512
+    extra: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, modality={self.modality!r}, weights={self.weights_hash[:12]})"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Everything about the model that changes its activations (goes into store keys)."""
+        return {"name": self.name, "weights": self.weights_hash, "modality": self.modality}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def layer_names(self) -> list[str]:
+        """Every hookable module path."""
+        return hookable_layers(self.module)
+
+    def default_layers(self) -> list[str]:
+        return default_layers(self.module)
+
+    def resolve_layers(self, layers) -> list[str]:
+        return resolve_layers(self.module, layers, model_name=self.name)
+
+
+def load_model(
+    name_or_path: str | os.PathLike | nn.Module,
+    *,
+    preprocess: Callable | str | None = None,
+    modality: str | None = None,
+    trust_remote_code: bool = False,
+    reinit: bool = False,
+    seed: int = 0,
+    device: str | None = None,
+    workspace: str | os.PathLike | None = None,
+) -> LoadedModel:
+    """Load a model by bundled name, folder, hub id, "pkg.mod:factory" or nn.Module.
+
+    preprocess: for modules, a callable (or "pkg.mod:fn") mapping a list of
+        inputs (strings or PIL images) to a tensor or a dict of tensors.
+    modality: "text" or "image" for modules (default "text").
+    reinit: re-initialise all weights (seeded) - the untrained control.
+    device: "cpu", "cuda" or None for automatic.
+    workspace: where converted weights (smollm2) are kept; default the store's.
+    """
+    from core.device import pick_device
+
+    torch_device = pick_device(device)
+    if isinstance(name_or_path, nn.Module):
+        loaded = _from_module(name_or_path, f"module:{type(name_or_path).__name__}", preprocess, modality)
+    else:
+        name = str(name_or_path)
+        base = name.split(":", 1)[0]
+        if base in BUNDLED and (":" not in name or base == "digits-mlp"):
+            from core.models import bundled
+
+            loaded = bundled.load_bundled(name, workspace=workspace)
+        elif ":" in name and not Path(name).exists():
+            loaded = _from_factory(name, preprocess, modality)
+        elif Path(name).expanduser().exists():
+            loaded = _from_hf_folder(Path(name).expanduser().resolve(), trust_remote_code=trust_remote_code)
+        elif _looks_like_hub_id(name):
+            loaded = _from_hub(name, trust_remote_code=trust_remote_code)
+        else:
+            raise LayerscopeError(
+                f"model {name!r} is not a bundled model ({', '.join(BUNDLED)}), an existing folder, "
+                "a hub id like 'org/name', or 'package.module:factory'"
+            )
+    if reinit:
+        reinitialise(loaded, seed=seed)
+    loaded.module.to(torch_device).eval()
+    return loaded
+
+
+def reinitialise(loaded: LoadedModel, *, seed: int) -> None:
+    """Replace every weight by a fresh, seeded initialisation (in place)."""
+    torch.manual_seed(seed)
+    module = loaded.module
+    init = getattr(module, "_init_weights", None)
+    if callable(init) and hasattr(module, "config"):
+        for sub in module.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+            init(sub)
+    else:
+        for sub in module.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()
+    loaded.weights_hash = f"reinit{seed}-{architecture_hash(module)}"
+    loaded.name = f"{loaded.name} (untrained, seed {seed})"
+    loaded.description = f"re-initialised {loaded.description}"
+
+
+def architecture_hash(module: nn.Module) -> str:
+    text = json.dumps([(n, list(p.shape)) for n, p in module.named_parameters()])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    """sha256 prefix of every parameter and buffer (for small in-memory models)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def weight_files_hash(folder: Path) -> str:
+    """sha256 prefix over a folder's weight files (safetensors, bin, gguf, pth)."""
+    from core.store import file_sha256
+
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pth", ".pt"}
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(_cached_file_hash(file, file_sha256).encode())
+    return digest.hexdigest()[:20]
+
+
+_file_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_file_hash(file: Path, hasher) -> str:
+    stat = file.stat()
+    stamp = (str(file), stat.st_size, stat.st_mtime_ns)
+    if stamp not in _file_hashes:
+        _file_hashes[stamp] = hasher(file)
+    return _file_hashes[stamp]
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def hf_model_from(source, *, causal: bool, trust_remote_code: bool, **kwargs) -> nn.Module:
+    from transformers import AutoModel, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    auto = AutoModelForCausalLM if causal else AutoModel
+    return auto.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32, **kwargs)
+
+
+def wrap_hf(name: str, model: nn.Module, tokenizer, description: str, weights_hash: str) -> LoadedModel:
+    """A LoadedModel around a transformers model + tokenizer."""
+    causal = model.__class__.__name__.endswith("ForCausalLM")
+    forward = getattr(model, "base_model", model) if causal else model
+    max_positions = getattr(model.config, "max_position_embeddings", 512) or 512
+    return LoadedModel(
+        name=name,
+        module=model,
+        modality="text",
+        weights_hash=weights_hash,
+        tokenizer=tokenizer,
+        forward_module=forward,
+        is_causal_lm=causal,
+        description=description,
+        max_length=int(min(max_positions, 512)),
+    )
+
+
+def _is_causal_config(config) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures)
+
+
+def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise LayerscopeError(
+            f"model folder {str(folder)!r} has no config.json; expected a Hugging Face model folder "
+            "(config.json + weights + tokenizer files)"
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        model = hf_model_from(folder, causal=_is_causal_config(config), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        raise LayerscopeError(f"could not load a Hugging Face model from {str(folder)!r}: {_first_line(err)}") from err
+    return wrap_hf(str(folder), model, tokenizer, f"{config.model_type} from {folder.name}", weight_files_hash(folder))
+
+
+def _from_hub(hub_id: str, *, trust_remote_code: bool) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(hub_id, trust_remote_code=trust_remote_code)
+        model = hf_model_from(hub_id, causal=_is_causal_config(config), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(hub_id, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        raise LayerscopeError(
+            f"could not load {hub_id!r} from the Hugging Face hub: it is not cached here and the hub "
+            f"could not be reached or does not have it ({_first_line(err)}). Download it on a machine "
+            "with network and pass the folder path instead"
+        ) from err
+    revision = getattr(config, "_commit_hash", None) or "unknown"
+    weights = hashlib.sha256(f"{hub_id}@{revision}".encode()).hexdigest()[:20]
+    return wrap_hf(hub_id, model, tokenizer, f"{config.model_type} from the hub", weights)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _import_object(spec: str, what: str):
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise LayerscopeError(f"{what} {spec!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise LayerscopeError(f"{what} {spec!r}: cannot import {module_name!r} ({_first_line(err)})") from err
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise LayerscopeError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _from_factory(spec: str, preprocess, modality) -> LoadedModel:
+    factory = _import_object(spec, "model factory")
+    if not callable(factory):
+        raise LayerscopeError(f"model factory {spec!r} is not callable")
+    made = factory()
+    if isinstance(made, tuple) and len(made) == 2:
+        made, made_preprocess = made
+        preprocess = preprocess or made_preprocess
+    if not isinstance(made, nn.Module):
+        raise LayerscopeError(f"model factory {spec!r} returned {type(made).__name__}; it must return an nn.Module")
+    return _from_module(made, spec, preprocess, modality)
+
+
+def _from_module(module: nn.Module, name: str, preprocess, modality) -> LoadedModel:
+    if isinstance(preprocess, str):
+        preprocess = _import_object(preprocess, "preprocess")
+    if preprocess is None or not callable(preprocess):
+        raise LayerscopeError(
+            f"model {name!r} is a plain nn.Module; pass preprocess= a function mapping a list of inputs "
+            "to a tensor or a dict of tensors"
+        )
+    modality = modality or "text"
+    if modality not in ("text", "image"):
+        raise LayerscopeError(f"modality={modality!r} must be 'text' or 'image'")
+    return LoadedModel(
+        name=name,
+        module=module,
+        modality=modality,
+        weights_hash=state_dict_hash(module),
+        preprocess=preprocess,
+        description=f"{type(module).__name__} ({sum(p.numel() for p in module.parameters()):,} parameters)",
+    )

@@ -1,0 +1,277 @@
+"""Content-addressed on-disk cache of activations and analysis results.
+
+Layout of a workspace::
+
+    <root>/runs/<key>/            complete activation entries (see core.activations)
+    <root>/runs/<key>.partial/    an extraction in progress or interrupted
+    <root>/results/<kind>/<key>/  analysis results: meta.json + one .npy per array
+    <root>/models/                converted model weights (e.g. smollm2 as safetensors)
+
+Keys are hashes of every input that changes a result plus `FORMAT_VERSION`.
+Entries are written under a temporary name and renamed when complete, so a
+reader never sees half an entry. Every complete entry lists the sha256 of its
+files in meta.json; opening an entry checks them (once per process per file
+version) and raises `DamagedEntryError` on a mismatch. Nothing is pickled:
+arrays are `.npy` read with `allow_pickle=False`, metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import DamagedEntryError, LayerscopeError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+WORKSPACE_ENV = "LAYERSCOPE_WORKSPACE"
+_HASH_CHUNK = 1 << 24
+
+# (path, size, mtime_ns) of files whose checksum was verified in this process
+_verified: set[tuple[str, int, int]] = set()
+
+
+def default_workspace() -> Path:
+    """The workspace folder: $LAYERSCOPE_WORKSPACE, else ./workspace."""
+    return Path(os.environ.get(WORKSPACE_ENV) or "workspace").expanduser().resolve()
+
+
+def make_key(params: Mapping[str, Any]) -> str:
+    """A stable 20-hex-digit key for a JSON-serialisable parameter mapping."""
+    payload = {"format": FORMAT_VERSION, **params}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, tuple, set)):
+        return str(value) if isinstance(value, Path) else list(value)
+    raise TypeError(f"cannot put {type(value).__name__} into a store key")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 16 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksum_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` except meta.json, by relative path."""
+    return {
+        str(p.relative_to(folder)): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "meta.json"
+    }
+
+
+def verify_entry(folder: Path, checksums: Mapping[str, str]) -> None:
+    """Raise DamagedEntryError if any listed file is missing or has changed."""
+    for rel, expected in checksums.items():
+        path = folder / rel
+        if not path.is_file():
+            raise DamagedEntryError(f"store entry {folder.name} is damaged: {rel} is missing")
+        stat = path.stat()
+        stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+        if stamp in _verified:
+            continue
+        if file_sha256(path) != expected:
+            raise DamagedEntryError(
+                f"store entry {folder.name} is damaged: checksum of {rel} does not match"
+            )
+        _verified.add(stamp)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename over it."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class Store:
+    """A workspace folder holding runs (activations) and analysis results."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root).expanduser().resolve() if root is not None else default_workspace()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # ----- folders -------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def run_dir(self, key: str) -> Path:
+        return self.runs_dir / key
+
+    def partial_dir(self, key: str) -> Path:
+        return self.runs_dir / f"{key}.partial"
+
+    def has_run(self, key: str) -> bool:
+        return (self.run_dir(key) / "meta.json").is_file()
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive inter-process lock, e.g. while one extraction writes a key."""
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # ----- runs ----------------------------------------------------------
+    def open_run(self, key: str, *, verify: bool = True):
+        """The complete run `key` as `Activations` (checksums verified)."""
+        from core.activations import Activations
+
+        folder = self.run_dir(key)
+        if not (folder / "meta.json").is_file():
+            raise LayerscopeError(
+                f"run {key!r} is not in the workspace {self.root}; "
+                "list the runs with `python -m core ls`"
+            )
+        meta = read_json(folder / "meta.json")
+        if verify:
+            verify_entry(folder, meta.get("checksums", {}))
+        return Activations(folder, meta)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Metadata of every complete run, newest first, with `key`, `path`, `bytes`."""
+        runs = []
+        if not self.runs_dir.is_dir():
+            return runs
+        for folder in self.runs_dir.iterdir():
+            meta_path = folder / "meta.json"
+            if folder.suffix == ".partial" or not meta_path.is_file():
+                continue
+            try:
+                meta = read_json(meta_path)
+            except (OSError, json.JSONDecodeError):
+                logger.warning("skipping unreadable run metadata %s", meta_path)
+                continue
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            runs.append({**meta, "key": folder.name, "path": str(folder), "bytes": size})
+        runs.sort(key=lambda m: m.get("created", ""), reverse=True)
+        return runs
+
+    def delete_run(self, key: str) -> None:
+        for folder in (self.run_dir(key), self.partial_dir(key)):
+            if folder.exists():
+                shutil.rmtree(folder)
+
+    def quarantine(self, folder: Path) -> Path:
+        """Move a damaged entry aside (kept for inspection, invisible to readers)."""
+        target = self.root / "damaged" / f"{folder.name}.{int(time.time())}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, target)
+        return target
+
+    # ----- results -------------------------------------------------------
+    def result_dir(self, kind: str, key: str) -> Path:
+        return self.root / "results" / kind / key
+
+    def load_result(self, kind: str, params: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict] | None:
+        """Arrays and metadata stored for (kind, params), or None if absent or damaged."""
+        folder = self.result_dir(kind, make_key({"kind": kind, **params}))
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            return None
+        meta = read_json(meta_path)
+        try:
+            verify_entry(folder, meta.get("checksums", {}))
+        except DamagedEntryError as err:
+            logger.warning("%s; recomputing", err)
+            self.quarantine(folder)
+            return None
+        arrays = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            for name in meta.get("arrays", [])
+        }
+        return arrays, meta
+
+    def save_result(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write arrays + metadata atomically; returns the entry folder."""
+        key = make_key({"kind": kind, **params})
+        final = self.result_dir(kind, key)
+        tmp = final.with_name(f"{key}.{uuid.uuid4().hex}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            for name, array in arrays.items():
+                array = np.asarray(array)
+                if array.dtype == object:
+                    raise TypeError(f"result array {name!r} has dtype object; store numbers or strings")
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            full_meta = {
+                "kind": kind,
+                "params": dict(params),
+                "arrays": list(arrays),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **(meta or {}),
+            }
+            full_meta["checksums"] = checksum_files(tmp)
+            write_json_atomic(tmp / "meta.json", full_meta)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def cached_result(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        compute: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]],
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """Load (kind, params) from the store, or compute, save and return it.
+
+        `compute()` returns (arrays, extra metadata). `params` must hold every
+        input that changes the result (run key, layer, method, seed, ...).
+        """
+        hit = self.load_result(kind, params)
+        if hit is not None:
+            return hit
+        arrays, meta = compute()
+        self.save_result(kind, params, arrays, meta)
+        loaded = self.load_result(kind, params)
+        assert loaded is not None
+        return loaded
