@@ -184,7 +184,7 @@ def digits_mlp() -> nn.Sequential:
     )
 
 
-def train_digits_mlp(seed: int, *, epochs: int = 40) -> nn.Sequential:
+def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
     """Train the MLP on all of demo:digits with Adam; a few seconds on a CPU."""
     from core.data.demo import load_demo
 
@@ -194,11 +194,11 @@ def train_digits_mlp(seed: int, *, epochs: int = 40) -> nn.Sequential:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = digits_mlp()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), 64):
-            batch = order[start : start + 64]
+        for start in range(0, len(x), 128):
+            batch = order[start : start + 128]
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
             optimiser.zero_grad()
             loss.backward()

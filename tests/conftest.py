@@ -1,0 +1,58 @@
+"""Shared fixtures: a session workspace and the real bundled models (no mocks)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory):
+    from core.store import Store
+
+    return Store(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """An empty workspace for one test."""
+    from core.store import Store
+
+    return Store(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    import core
+
+    return core.load_model("minilm", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2(session_store):
+    import core
+
+    return core.load_model("smollm2", device="cpu", workspace=session_store.root)
+
+
+@pytest.fixture(scope="session")
+def sentences():
+    import core
+
+    return core.load_dataset("demo:sentences")
+
+
+@pytest.fixture(scope="session")
+def few_sentences():
+    import core
+
+    return core.load_dataset("demo:sentences", limit=40)
+
+
+def runs_in(store) -> list[str]:
+    """Names of everything under the store's runs folder (complete or partial)."""
+    return sorted(p.name for p in store.runs_dir.iterdir()) if store.runs_dir.exists() else []

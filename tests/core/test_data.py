@@ -1,0 +1,119 @@
+"""Bundled demo sets and the user's own files, with their error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import core
+from core.errors import LayerscopeError
+
+
+def test_demo_cities__real_places_with_coordinates():
+    cities = core.load_dataset("demo:cities")
+    assert 2000 <= len(cities) <= 5000
+    assert set(cities.label_columns) == {"continent", "country", "latitude", "longitude", "population"}
+    row = cities.table.set_index("text").loc["Tokyo"]
+    assert row["country"] == "Japan" and row["continent"] == "Asia"
+    assert abs(row["latitude"] - 35.7) < 0.5 and abs(row["longitude"] - 139.7) < 0.5
+    assert cities.table["text"].is_unique
+    assert cities.table["continent"].nunique() == 6
+
+
+def test_demo_words__vader_valence():
+    words = core.load_dataset("demo:words")
+    assert len(words) > 6000
+    valence = words.table.set_index("text")["valence"]
+    assert valence["love"] > 2 and valence["hate"] < -2
+
+
+def test_demo_sentences__topics_sentiment_lengths():
+    data = core.load_dataset("demo:sentences")
+    table = data.table
+    assert len(table) >= 600 and table["text"].is_unique
+    assert table["topic"].nunique() >= 4
+    assert set(table["sentiment"]) == {"positive", "negative"}
+    words = table["text"].str.split().str.len()
+    assert words.min() >= 5 and words.max() <= 40 and words.std() > 5
+
+
+def test_demo_digits__images():
+    digits = core.load_dataset("demo:digits")
+    assert digits.modality == "image" and digits.images.shape == (1797, 8, 8)
+    assert digits.images.dtype == np.uint8 and digits.images.max() == 255
+    assert digits.load_images([0])[0].size == (8, 8)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_load_dataset__table_files(tmp_path, suffix):
+    table = pd.DataFrame({"sentence": ["one input", "two inputs here", "three"], "label": ["a", "b", "a"], "score": [1.0, 2.0, 3.0]})
+    path = tmp_path / f"data{suffix}"
+    {".csv": lambda: table.to_csv(path, index=False),
+     ".jsonl": lambda: table.to_json(path, orient="records", lines=True),
+     ".parquet": lambda: table.to_parquet(path)}[suffix]()
+    data = core.load_dataset(path, label_columns=["label"])
+    assert data.text_column == "sentence" and data.label_columns == ("label",)
+    assert data.texts == table["sentence"].tolist()
+    assert data.fingerprint == core.load_dataset(path, label_columns=["label"]).fingerprint
+    assert core.load_dataset(path).label_columns == ("label", "score")
+
+
+def test_load_dataset__text_file_one_input_per_line(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("first line\n\nsecond line\n")
+    assert core.load_dataset(path).texts == ["first line", "second line"]
+
+
+def test_load_dataset__image_folder(tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((10, 10, 3), 40 * i, np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
+    data = core.load_dataset(tmp_path / "imgs")
+    assert data.modality == "image" and len(data) == 4
+    assert data.table["label"].tolist() == ["cat", "cat", "dog", "dog"]
+    assert data.load_images([3])[0].size == (10, 10)
+
+
+def test_fingerprint__changes_with_content(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": ["a b", "c d"], "y": [0, 1]}).to_csv(path, index=False)
+    before = core.load_dataset(path).fingerprint
+    pd.DataFrame({"text": ["a b", "c e"], "y": [0, 1]}).to_csv(path, index=False)
+    assert core.load_dataset(path).fingerprint != before
+
+
+def _write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "message"),
+    [
+        (lambda p: p / "missing.csv", {}, "does not exist"),
+        (lambda p: _write(p, "bad.parquet", b"not a parquet file"), {}, "could not parse"),
+        (lambda p: _write(p, "bad.jsonl", "{not json\n"), {}, "could not parse"),
+        (lambda p: _write(p, "data.xlsx", "x"), {}, "suffix '.xlsx'"),
+        (lambda p: _write(p, "empty.csv", "text,label\n"), {}, "is empty"),
+        (lambda p: _write(p, "d.csv", "text,label\nhello,a\n"), {"text_column": "sentence"}, "text_column='sentence'"),
+        (lambda p: _write(p, "d.csv", "text,label\nhello,a\n"), {"label_columns": ["topic"]}, "label column 'topic'"),
+        (lambda p: _write(p, "n.csv", "text,label\n1,a\n2,b\n"), {}, "must hold strings"),
+        (lambda p: _write(p, "n.csv", "num,score\n1,2.5\n2,3.5\n"), {}, "no column of text"),
+        (lambda p: p, {}, "no images"),
+    ],
+)
+def test_load_dataset__bad_input_names_the_value(tmp_path, setup, kwargs, message):
+    with pytest.raises(LayerscopeError, match=message):
+        core.load_dataset(setup(tmp_path), **kwargs)
+
+
+def test_load_dataset__unknown_demo():
+    with pytest.raises(LayerscopeError, match="demo:nope.*demo:sentences"):
+        core.load_dataset("demo:nope")

@@ -1,0 +1,103 @@
+"""Model loading: bundled, folders, hub ids offline, factories, layer discovery."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+import core
+from core.errors import LayerscopeError
+from core.models.layers import default_layers, hookable_layers
+
+
+def test_minilm__default_layers_are_the_residual_stream(minilm):
+    assert minilm.default_layers() == ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
+    assert "encoder.layer.3.attention.self.query" in minilm.layer_names()
+    assert minilm.resolve_layers("all") == minilm.default_layers()
+    assert minilm.resolve_layers("embeddings, encoder.layer.5") == ["embeddings", "encoder.layer.5"]
+
+
+def test_resolve_layers__unknown_layer_names_the_value(minilm):
+    with pytest.raises(LayerscopeError, match="'encoder.layer.9' does not exist in minilm"):
+        minilm.resolve_layers(["encoder.layer.9"])
+
+
+def test_default_layers__sequential_and_modulelist():
+    seq = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    assert default_layers(seq) == ["0", "1", "2"]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Linear(2, 2)
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(4))
+
+    assert default_layers(Net()) == [f"blocks.{i}" for i in range(4)]
+    assert hookable_layers(Net())[:2] == ["stem", "blocks"]
+
+
+def test_load_model__local_hf_folder(tmp_path, minilm):
+    minilm.module.save_pretrained(tmp_path / "copy")
+    minilm.tokenizer.save_pretrained(tmp_path / "copy")
+    loaded = core.load_model(tmp_path / "copy", device="cpu")
+    assert loaded.default_layers() == minilm.default_layers()
+    assert loaded.weights_hash == core.load_model(str(tmp_path / "copy"), device="cpu").weights_hash
+
+
+def test_load_model__hub_id_without_network_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LayerscopeError, match="could not load 'nobody/no-such-model' from the Hugging Face hub"):
+        core.load_model("nobody/no-such-model")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no-such-model", "is not a bundled model"),
+        ("./missing/folder/x/y", "is not a bundled model"),
+        ("digits-mlp:seeds=2", "the only option is seed"),
+        ("json:nothing_here", "has no attribute"),
+        ("no_such_package_xyz:make", "cannot import"),
+    ],
+)
+def test_load_model__bad_names(name, message):
+    with pytest.raises(LayerscopeError, match=message):
+        core.load_model(name)
+
+
+def test_load_model__folder_without_config(tmp_path):
+    with pytest.raises(LayerscopeError, match="no config.json"):
+        core.load_model(tmp_path)
+
+
+def test_load_model__factory_with_preprocess(tmp_path, monkeypatch, store):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        import torch
+
+        def make():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
+        def prep(texts):
+            return torch.tensor([[len(t), t.count(" "), 1.0] for t in texts])
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = core.load_model("my_models:make", preprocess="my_models:prep")
+    assert model.default_layers() == ["0", "1", "2"]
+    acts = core.extract(model, core.load_dataset("demo:sentences", limit=5), store=store)
+    assert acts["2"].shape == (5, 2)
+    with pytest.raises(LayerscopeError, match="preprocess"):
+        core.load_model("my_models:make")
+
+
+def test_extract__pooling_that_does_not_fit(store):
+    digits = core.load_dataset("demo:digits", limit=4)
+    model = core.load_model("efficientnet-lite0", device="cpu")
+    for pooling in ("last", "tokens"):
+        with pytest.raises(LayerscopeError, match=f"pooling='{pooling}' does not fit"):
+            core.extract(model, digits, pooling=pooling, store=store)
+    with pytest.raises(LayerscopeError, match="takes image inputs"):
+        core.extract(model, core.load_dataset("demo:sentences", limit=4), store=store)
+    assert not store.runs_dir.exists() or list(store.runs_dir.iterdir()) == []
