@@ -103,6 +103,14 @@ class Activations:
             )
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
+    def pooled(self, layer: str) -> np.ndarray:
+        """(n_inputs, d) one vector per input: the layer itself, or the mean of each input's tokens."""
+        values = self[layer]
+        if not self.is_tokens:
+            return values
+        sums = np.add.reduceat(np.asarray(values, dtype=np.float64), self.offsets[:-1], axis=0)
+        return (sums / self.lengths[:, None]).astype(np.float32)
+
     @functools.cached_property
     def lengths(self) -> np.ndarray:
         """(n_inputs,) number of tokens of each input."""

@@ -1,0 +1,30 @@
+"""Layerscope dashboard entry point: `streamlit run dashboard/app.py`.
+
+Only navigation lives here; each page is a thin file in views/.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import jobs, widgets
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+st.set_page_config(page_title="Layerscope", page_icon=str(ASSETS / "icon.svg"), layout="wide")
+st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"))
+widgets.inject_css()
+jobs.start_umap_warmup()
+
+VIEWS = Path(__file__).resolve().parent / "views"
+pages = {
+    "Start": [
+        st.Page(VIEWS / "home.py", title="Home", icon=":material/home:", default=True),
+        st.Page(VIEWS / "workspace.py", title="Workspace", icon=":material/database:"),
+    ],
+    "Layers": [
+        st.Page(VIEWS / "explorer.py", title="Layer explorer", icon=":material/scatter_plot:"),
+        st.Page(VIEWS / "probes.py", title="Probes", icon=":material/show_chart:"),
+    ],
+}
+st.navigation(pages).run()

@@ -1,0 +1,42 @@
+"""Cached wrappers over core: models in st.cache_resource, results in st.cache_data.
+
+Pages call these, never core's heavy functions directly, so a rerun reads
+memory or the store instead of recomputing. Cached models are shared by every
+session: nothing here mutates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+import core
+from core.store import Store
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def store() -> Store:
+    return Store()
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=4)
+def load_model(name: str, reinit: bool = False, seed: int = 0) -> core.LoadedModel:
+    return core.load_model(name, reinit=reinit, seed=seed, workspace=store().root)
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def list_runs() -> list[dict]:
+    return store().list_runs()
+
+
+def open_run(key: str) -> core.Activations:
+    """The run, checksums verified once per process per file (cheap on reruns)."""
+    return store().open_run(key)
+
+
+def describe_run(run: dict) -> str:
+    """One line naming a run: model · dataset · pooling · layers."""
+    return f"{run['model']['name']} · {run['dataset']['name']} · {run['pooling']} · {len(run['layers'])} layers"

