@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # its retry warnings would bury the one-line error
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         return {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo}[args.command](args)
     except LayerscopeError as err:
