@@ -1,0 +1,144 @@
+"""Comparing two models: a layer-by-layer similarity heatmap and per-layer curves on relative depth."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.analysis.similarity import SimilarityResult, best_match_per_layer
+from core.figures.style import CONTINUOUS, color_for, style_figure
+
+
+def _cell_text(result: SimilarityResult) -> list[list[str]]:
+    """Hover text per cell: both layers and the value, or why it is undefined."""
+    out = []
+    for i, la in enumerate(result.layers_a):
+        row = []
+        for j, lb in enumerate(result.layers_b):
+            value = result.matrix[i, j]
+            shown = f"{value:.4f}" if np.isfinite(value) else f"undefined: {result.reason_at(i, j) or 'NaN'}"
+            row.append(
+                f"A: {html.escape(la)} (layer {i})<br>B: {html.escape(lb)} (layer {j})<br>"
+                f"{html.escape(result.label)}: {html.escape(shown)}"
+            )
+        out.append(row)
+    return out
+
+
+def similarity_heatmap(
+    result: SimilarityResult, *, trace_best: bool = True, title: str | None = None, publication: bool = False
+) -> go.Figure:
+    """Heatmap of `result.matrix`: run A's layers on y (first layer at the bottom), run B's on x.
+
+    The colour bar is titled with the metric and its variant. With `trace_best`, the best B layer
+    for each A layer (highest similarity; lowest for a distance) is drawn as a line of markers.
+    NaN cells are left blank; their hover text gives the reason.
+    """
+    model_a, model_b = result.info.get("model_a", "A"), result.info.get("model_b", "B")
+    x, y = np.arange(len(result.layers_b)), np.arange(len(result.layers_a))
+    finite = result.matrix[np.isfinite(result.matrix)]
+    if result.metric == "orthogonal_procrustes_distance":
+        zmin, zmax, reverse, suffix = 0.0, 2.0, True, " (lower = more similar)"
+    elif result.metric in ("debiased_cka", "rsa"):  # can be below 0
+        zmin, zmax, reverse, suffix = min(0.0, float(finite.min()) if finite.size else 0.0), 1.0, False, ""
+    else:
+        zmin, zmax, reverse, suffix = 0.0, 1.0, False, ""
+    fig = go.Figure(
+        go.Heatmap(
+            z=result.matrix,
+            x=x,
+            y=y,
+            zmin=zmin,
+            zmax=zmax,
+            colorscale=CONTINUOUS,
+            reversescale=reverse,
+            text=_cell_text(result),
+            hovertemplate="%{text}<extra></extra>",
+            colorbar={"title": {"text": result.label + suffix, "side": "right"}},
+            name=result.label,
+        )
+    )
+    if trace_best:
+        best = best_match_per_layer(result)
+        rows = np.flatnonzero(best >= 0)
+        fig.add_trace(
+            go.Scatter(
+                x=best[rows],
+                y=rows,
+                mode="lines+markers",
+                name=f"best match in {model_b}",
+                showlegend=True,
+                line={"color": "white", "width": 1.5},
+                marker={"color": "white", "size": 8, "symbol": "circle", "line": {"color": "#1f2430", "width": 1}},
+                customdata=np.stack(
+                    [np.array(result.layers_a, dtype=object)[rows], np.array(result.layers_b, dtype=object)[best[rows]],
+                     result.matrix[rows, best[rows]]],
+                    axis=1,
+                ) if rows.size else None,
+                hovertemplate="A: %{customdata[0]}<br>best B: %{customdata[1]}<br>%{customdata[2]:.4f}<extra></extra>",
+            )
+        )
+    subsample = f", {result.n} of {result.n_inputs} inputs" if result.n < result.n_inputs else f", {result.n} inputs"
+    style_figure(
+        fig,
+        title=title or f"{result.label}: {model_a} vs {model_b}{subsample}",
+        x_title=f"{model_b} layer (B)",
+        y_title=f"{model_a} layer (A)",
+        publication=publication,
+    )
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=list(result.layers_b), showgrid=False,
+                     range=[-0.5, len(x) - 0.5])
+    fig.update_yaxes(tickmode="array", tickvals=y, ticktext=list(result.layers_a), showgrid=False,
+                     range=[-0.5, len(y) - 0.5])
+    fig.update_layout(legend={"orientation": "h", "y": -0.25}, hovermode="closest")
+    return fig
+
+
+def relative_depth(n_layers: int) -> np.ndarray:
+    """(n_layers,) positions in [0, 1]: 0 = first layer, 1 = last (a single layer sits at 0)."""
+    return np.linspace(0.0, 1.0, n_layers) if n_layers > 1 else np.zeros(n_layers)
+
+
+def relative_depth_curves(
+    curves: Mapping[str, tuple[Sequence[str], Sequence[float]]],
+    y_title: str,
+    title: str,
+    *,
+    publication: bool = False,
+) -> go.Figure:
+    """Per-layer curves of several models on one relative-depth axis.
+
+    curves: model name -> (layer names, one value per layer), layers in model order.
+    """
+    fig = go.Figure()
+    for k, (model, (layers, values)) in enumerate(curves.items()):
+        layers, values = list(layers), np.asarray(values, dtype=np.float64)
+        if len(layers) != len(values):
+            raise ValueError(f"curve {model!r} has {len(layers)} layer names but {len(values)} values")
+        fig.add_trace(
+            go.Scatter(
+                x=relative_depth(len(layers)),
+                y=values,
+                mode="lines+markers",
+                name=model,
+                line={"color": color_for(k), "width": 2.5},
+                customdata=np.stack([np.array(layers, dtype=object), np.arange(len(layers))], axis=1),
+                hovertemplate=(
+                    f"{html.escape(model)}<br>layer %{{customdata[1]}} · %{{customdata[0]}}<br>"
+                    "depth %{x:.2f}<br>%{y:.4g}<extra></extra>"
+                ),
+            )
+        )
+    style_figure(
+        fig,
+        title=title,
+        x_title="relative depth (0 = first layer, 1 = last)",
+        y_title=y_title,
+        publication=publication,
+    )
+    fig.update_xaxes(range=[-0.03, 1.03])
+    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.2})
+    return fig
