@@ -26,5 +26,10 @@ pages = {
         st.Page(VIEWS / "explorer.py", title="Layer explorer", icon=":material/scatter_plot:"),
         st.Page(VIEWS / "probes.py", title="Probes", icon=":material/show_chart:"),
     ],
+    "Geometry": [
+        st.Page(VIEWS / "geometry.py", title="Geometry", icon=":material/insights:"),
+        st.Page(VIEWS / "trajectory.py", title="Trajectory", icon=":material/timeline:"),
+        st.Page(VIEWS / "lens.py", title="Logit lens", icon=":material/manage_search:"),
+    ],
 }
 st.navigation(pages).run()

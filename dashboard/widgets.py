@@ -45,10 +45,12 @@ def user_errors() -> Iterator[None]:
 
 
 def _default_run(runs: list[dict]) -> str:
+    """The demo run if present, else the newest run of a trained (not re-initialised) model."""
     for run in runs:
         if (run["model"]["name"], run["dataset"]["name"], run["pooling"]) == DEMO_RUN:
             return run["key"]
-    return runs[0]["key"]
+    trained = [r for r in runs if not str(r["model"].get("weights", "")).startswith("reinit")]
+    return (trained or runs)[0]["key"]
 
 
 def run_picker(*, where: Callable[[dict], bool] | None = None, label: str = "Run") -> dict | None:

@@ -204,7 +204,7 @@ def hf_model_from(source, *, causal: bool, trust_remote_code: bool, **kwargs) ->
 
 def wrap_hf(name: str, model: nn.Module, tokenizer, description: str, weights_hash: str) -> LoadedModel:
     """A LoadedModel around a transformers model + tokenizer."""
-    causal = model.__class__.__name__.endswith("ForCausalLM")
+    causal = model.__class__.__name__.endswith(("ForCausalLM", "LMHeadModel"))
     forward = getattr(model, "base_model", model) if causal else model
     max_positions = getattr(model.config, "max_position_embeddings", 512) or 512
     return LoadedModel(

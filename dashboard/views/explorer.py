@@ -49,7 +49,7 @@ if len(rows) < acts.n_inputs:
                "neighbours and trustworthiness use all inputs.")
 
 with widgets.user_errors():
-    maps, axis_name, note = analysis.maps_for(acts, method)
+    maps, axis_name, note = analysis.maps_for(acts, method, layer)
     if note:
         st.info(note, icon=":material/hourglass_top:")
     highlight = None
@@ -59,7 +59,7 @@ with widgets.user_errors():
 
     map_col, side_col = st.columns([3, 1], gap="medium")
     with side_col:
-        trust = analysis.trustworthiness(acts, layer, method if maps is not None else "PCA")
+        trust = analysis.trustworthiness(acts, layer, maps, axis_name)
         st.metric("Trustworthiness (k=10)", f"{trust:.3f}",
                   help="sklearn.manifold.trustworthiness between this layer's full-dimensional vectors and the "
                   "2-D map: 1 means the map's neighbourhoods exist in the full space.")
@@ -68,7 +68,7 @@ with widgets.user_errors():
     selected = st.session_state.get("explorer_selected")
     neighbours = distances = None
     if selected is not None and selected < acts.n_inputs:
-        neighbours, distances = analysis.neighbours(acts, layer, selected, k)
+        neighbours, distances = analysis.neighbours(acts.key, layer, selected, k)
 
     with map_col:
         title = f"{acts.model_name} · {layer} · {axis_name} map of {acts.dataset_name}"
@@ -80,10 +80,10 @@ with widgets.user_errors():
             fig = analysis.layer_figure(maps, layers, layer, texts, labels, color_by, rows, highlight,
                                         selected, neighbours, axis_name, title)
             event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",),
-                                    key=f"explorer_map")
+                                    key="explorer_map")
             points = event.selection.points if event and event.selection else []
             if points:
-                clicked = int(points[0]["customdata"] if np.isscalar(points[0].get("customdata")) else points[0]["customdata"][0])
+                clicked = int(np.ravel(points[0]["customdata"])[0])
                 if clicked != selected:
                     st.session_state["explorer_selected"] = clicked
                     st.rerun()

@@ -1,0 +1,425 @@
+"""Geometry and logit-lens figures: metric curves per layer, one input's token trajectory,
+its curvature per layer, the logit-lens heatmap and the KL-to-final curve.
+
+Curvature is computed in radians (core.analysis.geometry) and drawn in degrees.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.analysis.geometry import METRIC_UNITS, GeometryResult, turning_angles
+from core.figures.style import ACCENT, CONTINUOUS, MUTED, color_for, style_figure
+
+RELATIVE_DEPTH_TITLE = "relative depth (0 = embeddings, 1 = last layer)"
+LAYER_TITLE = "layer (0 = first extracted layer)"
+METRIC_TITLES = {
+    "curvature": "Trajectory curvature",
+    "intrinsic_dimension": "Intrinsic dimension",
+    "dataset_entropy": "Dataset entropy",
+    "prompt_entropy": "Prompt entropy",
+    "effective_rank": "Effective rank",
+    "anisotropy_mean_cosine": "Anisotropy (mean cosine)",
+    "anisotropy_top_eigenvalue_share": "Anisotropy (top eigenvalue share)",
+}
+
+
+# ----- shared helpers ------------------------------------------------------------------
+def depth_axis(n_layers: int, *, relative_depth: bool) -> np.ndarray:
+    """(n_layers,) x positions: i / (n - 1) on the relative-depth axis, else 0..n-1."""
+    index = np.arange(n_layers, dtype=float)
+    if relative_depth:
+        return index / (n_layers - 1) if n_layers > 1 else index
+    return index
+
+
+def in_display_units(metric: str, values) -> np.ndarray:
+    """Values as drawn: curvature in degrees, everything else unchanged."""
+    values = np.asarray(values, dtype=float)
+    return np.degrees(values) if metric == "curvature" else values
+
+
+def display_unit(metric: str) -> str:
+    return "degrees" if metric == "curvature" else METRIC_UNITS.get(metric, "")
+
+
+def metric_variant(result: GeometryResult, metric: str) -> str | None:
+    """The convention a metric was computed with, as shown in legends ("signed", "TwoNN", "α=1")."""
+    p = result.params
+    if metric == "curvature":
+        return {"signed": "signed (Hosseini)", "abs": "abs (Skean)"}.get(p.get("curvature_variant"), None)
+    if metric == "intrinsic_dimension":
+        method = p.get("id_method")
+        if method == "twonn":
+            return f"TwoNN, lowest {p.get('id_fraction', 0.9):.0%} of μ"
+        return "MLE" if method == "mle" else None
+    if metric in ("dataset_entropy", "prompt_entropy") and "entropy_alpha" in p:
+        return f"α={p['entropy_alpha']:g}" + ("" if p.get("entropy_normalize", True) else ", nats")
+    return None
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _band(x, low, high, color: str, group: str) -> go.Scatter:
+    """A filled band between `low` and `high` (NaN gaps dropped)."""
+    ok = np.isfinite(low) & np.isfinite(high)
+    x, low, high = np.asarray(x)[ok], np.asarray(low)[ok], np.asarray(high)[ok]
+    return go.Scatter(
+        x=[*x, *x[::-1]],
+        y=[*high, *low[::-1]],
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        name=f"{group} (interquartile)",
+        legendgroup=group,
+    )
+
+
+def _show_token(token: str) -> str:
+    """A token as cell/label text: HTML-escaped, newlines and blank tokens made visible."""
+    shown = token.replace("\n", "↵").replace("\t", "⇥")
+    if not shown.strip():
+        shown = "␣" * max(1, len(shown))
+    return html.escape(shown)
+
+
+# ----- geometry curves ------------------------------------------------------------------
+def geometry_curves(
+    results: Mapping[str, GeometryResult],
+    metric: str,
+    *,
+    relative_depth: bool = True,
+    controls: Collection[str] = (),
+    title: str | None = None,
+    publication: bool = False,
+) -> go.Figure:
+    """One geometry metric against depth, one line per result, with its interquartile band.
+
+    results: legend name (e.g. "smollm2", "smollm2 (untrained)") -> GeometryResult; the
+        metric's variant (curvature sign convention, ID estimator, entropy order; see
+        `metric_variant`) is added to the legend from the result's params unless the name
+        already holds it (two variants of one run: name them with `metric_variant`).
+    metric: a result metric name, e.g. "curvature", "intrinsic_dimension".
+    relative_depth: x = i / (L - 1), so models of different depth line up; else the layer index.
+    controls: names drawn dashed (e.g. the untrained twin).
+    Per-input metrics (curvature, prompt entropy) get a q25..q75 band over inputs;
+    NaN layers (undefined values) are gaps, never interpolated.
+    """
+    if not results:
+        raise ValueError("results is empty; pass at least one GeometryResult")
+    fig = go.Figure()
+    unit = display_unit(metric)
+    for i, (name, result) in enumerate(results.items()):
+        if metric not in result.metrics:
+            raise ValueError(f"metric={metric!r} is not in result {name!r}; it has {', '.join(result.metrics)}")
+        color = color_for(i)
+        variant = metric_variant(result, metric)
+        label = f"{name} · {variant}" if variant and variant not in name else name
+        n = len(result.layer_names)
+        x = depth_axis(n, relative_depth=relative_depth)
+        mean = in_display_units(metric, result.mean[metric])
+        q25 = in_display_units(metric, result.q25[metric])
+        q75 = in_display_units(metric, result.q75[metric])
+        if np.isfinite(q25).any():
+            fig.add_trace(_band(x, q25, q75, color, label))
+        custom = np.stack(
+            [np.array(result.layer_names, dtype=object), np.arange(n), q25, q75], axis=1
+        )
+        spread = "<br>interquartile %{customdata[2]:.3g} – %{customdata[3]:.3g}" if np.isfinite(q25).any() else ""
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=mean,
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                connectgaps=False,
+                line={"color": color, "width": 2.5, "dash": "dash" if name in controls else "solid"},
+                marker={"size": 5},
+                customdata=custom,
+                hovertemplate=(
+                    f"<b>{html.escape(label)}</b><br>layer %{{customdata[1]}} · %{{customdata[0]}}<br>"
+                    f"{metric} %{{y:.4g}} {unit}" + spread + "<extra></extra>"
+                ),
+            )
+        )
+    style_figure(
+        fig,
+        title=title or f"{METRIC_TITLES.get(metric, metric)} by layer",
+        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
+        y_title=f"{metric.replace('_', ' ')} ({unit})" if unit else metric.replace("_", " "),
+        publication=publication,
+    )
+    if relative_depth:
+        fig.update_xaxes(range=[-0.02, 1.02])
+    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
+    return fig
+
+
+# ----- one input's trajectory -----------------------------------------------------------
+def trajectory_figure(
+    token_vectors: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    layer: str,
+    variant: str = "signed",
+    skip_first: bool = False,
+    title: str | None = None,
+    publication: bool = False,
+) -> go.Figure:
+    """One input's token trajectory at one layer, in the 2-D PCA plane of its own tokens.
+
+    token_vectors: (T, d) the input's token vectors at `layer`; tokens: (T,) their text.
+    Steps are drawn as arrows in token order, points labelled with their token and
+    coloured by position. Hover shows the turning angle at each interior token in
+    degrees, measured in the full d-dimensional space (angles in the 2-D picture can
+    differ: PCA is a projection); the title's curvature is their mean, as in the metric.
+    skip_first: leave the first token out of the PCA and the picture (not out of the
+        angles). Trained causal LMs give it "massive activations" (attention sink) that
+        otherwise fill the first component and squash every other token to a dot.
+    """
+    X = np.asarray(token_vectors, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(tokens):
+        raise ValueError(f"token_vectors must be (T, d) with T = len(tokens) = {len(tokens)}; got {X.shape}")
+    T = len(X)
+    angles = np.full(T, np.nan)
+    if T >= 3:
+        angles[1:-1] = np.degrees(turning_angles(X, variant=variant))  # angle at token j: steps j-1 -> j -> j+1
+    mean_angle = float(np.nanmean(angles)) if np.isfinite(angles).any() else float("nan")
+    shown = np.arange(1 if skip_first and T > 1 else 0, T)  # positions drawn
+    centred = X[shown] - X[shown].mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(2, len(s))
+    coords = np.zeros((len(shown), 2))
+    coords[:, :k] = centred @ vt[:k].T  # (shown, 2)
+    variance = s**2
+    share = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
+    share = np.pad(share, (0, 2 - len(share)))
+    angle_text = ["—" if not math.isfinite(a) else f"{a:.1f}°" for a in angles]
+    hover = [f"<b>{_show_token(tokens[j])}</b><br>position {j}<br>turning angle {angle_text[j]}" for j in shown]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="lines",
+            line={"color": MUTED, "width": 1},
+            hoverinfo="skip",
+            showlegend=False,
+            name="path",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="markers+text",
+            name="tokens",
+            showlegend=False,
+            text=[_show_token(tokens[j]) for j in shown],
+            textposition="top center",
+            textfont={"size": 11},
+            marker={
+                "size": 10,
+                "color": shown,
+                "colorscale": CONTINUOUS,
+                "showscale": True,
+                "colorbar": {"title": {"text": "token position"}, "thickness": 12},
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertext=hover,
+            hoverinfo="text",
+            customdata=np.stack([shown, angles[shown]], axis=1),
+        )
+    )
+    for j in range(len(shown) - 1):  # arrows: token order
+        fig.add_annotation(
+            x=coords[j + 1, 0], y=coords[j + 1, 1], ax=coords[j, 0], ay=coords[j, 1],
+            xref="x", yref="y", axref="x", ayref="y",
+            showarrow=True, arrowhead=2, arrowsize=1.1, arrowwidth=1.4, arrowcolor=ACCENT, standoff=6, text="",
+        )
+    summary = f"curvature {mean_angle:.1f}°" if math.isfinite(mean_angle) else "curvature undefined (< 3 tokens)"
+    if len(shown) < T:
+        summary += " · first token not drawn"
+    style_figure(
+        fig,
+        title=title or f"Token trajectory at {layer} · {summary}",
+        x_title=f"PC 1 ({share[0]:.0%} of this input's variance)",
+        y_title=f"PC 2 ({share[1]:.0%} of this input's variance)",
+        publication=publication,
+    )
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def curvature_by_layer_figure(
+    layer_names: Sequence[str],
+    curvature_rad: Sequence[float],
+    *,
+    input_label: str = "this input",
+    reference: GeometryResult | None = None,
+    relative_depth: bool = False,
+    title: str | None = None,
+    publication: bool = False,
+) -> go.Figure:
+    """Curvature (degrees) of one input's trajectory at each layer.
+
+    curvature_rad: (L,) radians, NaN where undefined (fewer than 3 tokens).
+    reference: the run's GeometryResult with "curvature", drawn as the dataset mean and
+        interquartile band for context.
+    """
+    values = in_display_units("curvature", curvature_rad)
+    if len(values) != len(layer_names):
+        raise ValueError(f"curvature_rad has {len(values)} values for {len(layer_names)} layers")
+    x = depth_axis(len(layer_names), relative_depth=relative_depth)
+    fig = go.Figure()
+    if reference is not None and "curvature" in reference.metrics:
+        rx = depth_axis(len(reference.layer_names), relative_depth=relative_depth)
+        q25 = in_display_units("curvature", reference.q25["curvature"])
+        q75 = in_display_units("curvature", reference.q75["curvature"])
+        fig.add_trace(_band(rx, q25, q75, MUTED, "all inputs"))
+        fig.add_trace(
+            go.Scatter(
+                x=rx,
+                y=in_display_units("curvature", reference.mean["curvature"]),
+                mode="lines",
+                name="all inputs (mean, interquartile band)",
+                legendgroup="all inputs",
+                line={"color": MUTED, "dash": "dash"},
+                hovertemplate="all inputs: %{y:.1f}°<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=values,
+            mode="lines+markers",
+            name=input_label,
+            connectgaps=False,
+            line={"color": ACCENT, "width": 2.5},
+            customdata=np.array(layer_names, dtype=object),
+            hovertemplate="%{customdata}<br>curvature %{y:.1f}°<extra></extra>",
+        )
+    )
+    style_figure(
+        fig,
+        title=title or "Curvature of this input's trajectory by layer",
+        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
+        y_title="curvature (degrees)",
+        publication=publication,
+    )
+    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
+    return fig
+
+
+# ----- logit lens -----------------------------------------------------------------------
+def lens_heatmap(
+    result, *, positions: tuple[int, int] | None = None, title: str | None = None, publication: bool = False
+) -> go.Figure:
+    """Layer x position heatmap of the logit lens: cell text = top next token, colour = its probability.
+
+    result: a core.analysis.lens.LensResult. Rows run from the embeddings (bottom) to the
+    last layer (top); columns are input positions labelled with the input token (the
+    cell holds the predicted *next* token). Hover lists the top-k tokens and the KL.
+    positions: (start, stop) window of positions to draw (long inputs); default all.
+    """
+    L, T = result.top_probs.shape[:2]
+    start, stop = positions if positions is not None else (0, T)
+    if not 0 <= start < stop <= T:
+        raise ValueError(f"positions={positions!r} must satisfy 0 <= start < stop <= {T}")
+    cols = list(range(start, stop))
+    z = result.top_probs[:, start:stop, 0]  # (L, stop - start)
+    text = [[_show_token(str(t)) for t in row] for row in result.top_tokens[:, start:stop, 0]]
+    hover = []
+    for li in range(L):
+        row = []
+        for t in cols:
+            options = "<br>".join(
+                f"{_show_token(str(tok))}  {p:.3f}" for tok, p in zip(result.top_tokens[li, t], result.top_probs[li, t])
+            )
+            row.append(
+                f"<b>{html.escape(result.layer_names[li])}</b> · after “{_show_token(result.tokens[t])}” "
+                f"(position {t})<br>{options}<br>KL to final {result.kl_to_final[li, t]:.3f} nats"
+            )
+        hover.append(row)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=cols,
+            y=list(range(L)),
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 10},
+            hovertext=hover,
+            hoverinfo="text",
+            colorscale=CONTINUOUS,
+            zmin=0.0,
+            zmax=1.0,
+            colorbar={"title": {"text": "probability"}, "thickness": 14},
+            xgap=1,
+            ygap=1,
+            name="top token",
+        )
+    )
+    style_figure(
+        fig,
+        title=title or f"Logit lens · {result.model_name}: top next token at each layer",
+        x_title="input token (cell: predicted next token)",
+        y_title="layer",
+        publication=publication,
+        height=max(360, 22 * L + 160),
+    )
+    fig.update_xaxes(
+        tickmode="array", tickvals=cols, ticktext=[_show_token(result.tokens[t]) for t in cols], tickangle=-45,
+        showgrid=False,
+    )
+    fig.update_yaxes(
+        tickmode="array", tickvals=list(range(L)),
+        ticktext=[f"{i} · {name}" for i, name in enumerate(result.layer_names)], showgrid=False,
+    )
+    return fig
+
+
+def kl_curve(result, *, relative_depth: bool = False, title: str | None = None, publication: bool = False) -> go.Figure:
+    """Mean over positions of KL(p_final || p_layer) per layer, with the interquartile band over positions.
+
+    result: a core.analysis.lens.LensResult. The last block reads 0 by construction.
+    """
+    L = len(result.layer_names)
+    x = depth_axis(L, relative_depth=relative_depth)
+    q25, q75 = np.percentile(result.kl_to_final, [25, 75], axis=1)
+    fig = go.Figure()
+    fig.add_trace(_band(x, q25, q75, ACCENT, "positions"))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=result.mean_kl,
+            mode="lines+markers",
+            name="mean over positions (interquartile band)",
+            line={"color": ACCENT, "width": 2.5},
+            customdata=np.stack([np.array(result.layer_names, dtype=object), q25, q75], axis=1),
+            hovertemplate="%{customdata[0]}<br>mean KL %{y:.3f} nats<br>"
+            "interquartile %{customdata[1]:.3f} – %{customdata[2]:.3f}<extra></extra>",
+        )
+    )
+    style_figure(
+        fig,
+        title=title or f"Logit lens · {result.model_name}: KL divergence to the final output by layer",
+        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
+        y_title="KL(final ‖ layer) (nats)",
+        publication=publication,
+    )
+    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
+    return fig

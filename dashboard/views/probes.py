@@ -1,0 +1,85 @@
+"""Probes: where each label becomes linearly decodable, layer by layer."""
+
+import numpy as np
+import streamlit as st
+
+from core.errors import LayerscopeError
+from core.figures.probes import probe_curve
+from dashboard import analysis, widgets
+
+AUTO_RUN_MAX_INPUTS = 5000  # smaller runs are probed on arrival; larger ones wait for the button
+
+widgets.page_header(
+    "Probes",
+    "Accuracy of a linear probe on each layer (stratified 5-fold cross-validation), against chance and a "
+    "shuffled-label control. Continuous labels use ridge regression and held-out R².",
+)
+
+run = widgets.run_picker()
+if run is None:
+    widgets.empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
+    st.stop()
+acts = widgets.open_run_or_error(run)
+if acts is None:
+    st.stop()
+if not acts.label_columns:
+    widgets.empty_state("This run has no label columns. Extract a dataset with labels (e.g. demo:sentences).",
+                        page="views/workspace.py", label="Go to Workspace")
+    st.stop()
+
+with st.sidebar:
+    st.markdown("##### Probe")
+    columns = st.multiselect("Labels", acts.label_columns, default=acts.label_columns[:2])
+    st.caption("Multinomial logistic regression (L2, C = 1) on standardised features; ridge with "
+               "alpha chosen on each training split for continuous labels. Seed 0.")
+
+if not columns:
+    widgets.empty_state("Pick one or more label columns in the sidebar.")
+    st.stop()
+
+requested = st.session_state.setdefault("probes_requested", set())
+key = (acts.key, tuple(columns))
+if acts.n_inputs <= AUTO_RUN_MAX_INPUTS:
+    requested.add(key)
+elif key not in requested:
+    st.caption(f"{acts.n_inputs:,} inputs x {len(acts.layer_names)} layers x 5 folds per label.")
+    if st.button("Run probes", type="primary"):
+        requested.add(key)
+        st.rerun()
+    st.stop()
+
+for column in columns:
+    st.markdown(f"#### {column}")
+    try:
+        with st.spinner(f"Probing {column} on {len(acts.layer_names)} layers..."):
+            result = analysis.probe_result(acts.key, column)
+    except LayerscopeError as err:
+        st.error(f"{column}: {err}", icon=":material/error:")
+        continue
+    best = int(np.nanargmax(result.mean))
+    score = "accuracy" if result.metric == "accuracy" else "R²"
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Best layer", f"{best} · {result.layer_names[best]}")
+    c2.metric(f"Held-out {score}", f"{result.mean[best]:.3f} ± {result.std[best]:.3f}")
+    c3.metric("Chance" if result.metric == "accuracy" else "Baseline", f"{result.chance:.3f}")
+    c4.metric("Selectivity", f"{result.selectivity[best]:.3f}", help="probe score minus the score of the same probe "
+              "on shuffled labels (Hewitt & Liang 2019), at the best layer")
+    if getattr(result, "n_dropped", 0):
+        st.caption(f"{result.n_dropped} inputs without a {column} value were left out.")
+    fig = probe_curve(result, title=f"{acts.model_name} on {acts.dataset_name}: probing {column}")
+    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",), key=f"probe_{column}")
+    points = event.selection.points if event and event.selection else []
+    if points:
+        layer_index = int(round(points[0]["x"]))
+        st.session_state[widgets.LAYER_KEY] = result.layer_names[layer_index]
+        st.switch_page("views/explorer.py")
+    left, right = st.columns([3, 1])
+    with left.expander("Numbers per layer"):
+        st.dataframe(result.to_frame(), hide_index=True, width="stretch")
+    target = right.selectbox("Layer", result.layer_names, index=best, key=f"open_{column}",
+                             format_func=lambda name: widgets.layer_label(name, result.layer_names),
+                             label_visibility="collapsed")
+    if right.button("Open in explorer", key=f"go_{column}", icon=":material/scatter_plot:"):
+        st.session_state[widgets.LAYER_KEY] = target
+        st.switch_page("views/explorer.py")
+st.caption("Click a point of a curve (or use Open in explorer) to see that layer's map.")

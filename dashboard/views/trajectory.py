@@ -1,0 +1,101 @@
+"""Trajectory: one input's path through representation space, token by token, at each layer."""
+
+import numpy as np
+import streamlit as st
+
+from core.analysis.geometry import CURVATURE_VARIANTS
+from core.figures.geometry import curvature_by_layer_figure, trajectory_figure
+from dashboard import geometry_services as gs
+from dashboard import widgets
+
+REFERENCE = "trajectory_reference"  # session state: (run key, variant) whose dataset curve was computed
+
+widgets.page_header(
+    "Trajectory",
+    "One input's token trajectory at a layer, in the 2-D PCA plane of its own tokens, with the turning angle "
+    "at every token; and how curved that trajectory is at each layer.",
+)
+
+run = widgets.run_picker(where=lambda r: r["pooling"] == "tokens")
+if run is None:
+    widgets.empty_state(
+        "Trajectory needs a run extracted with pooling='tokens' — extract one on the Workspace page.",
+        page="views/workspace.py",
+        label="Go to Workspace",
+    )
+    st.stop()
+acts = widgets.open_run_or_error(run)
+if acts is None:
+    st.stop()
+
+texts = acts.texts
+lengths = acts.lengths
+with st.sidebar:
+    st.markdown("##### Input")
+    search = st.text_input("Find inputs containing", placeholder="e.g. rain").strip().lower()
+    candidates = [i for i, t in enumerate(texts) if search in t.lower()] if search else list(range(len(texts)))
+    if not candidates:
+        st.warning(f"No input contains “{search}”.")
+        candidates = list(range(len(texts)))
+    index = st.selectbox(
+        "Input", candidates,
+        format_func=lambda i: f"{i} · {texts[i][:70]}{'…' if len(texts[i]) > 70 else ''} ({int(lengths[i])} tokens)",
+    )
+    variant = st.radio("Curvature variant", list(CURVATURE_VARIANTS), horizontal=True,
+                       help="signed: arccos of the step cosine, 0-180° (Hosseini & Fedorenko). "
+                       "abs: arccos of its absolute value, 0-90° (Skean et al.).")
+    skip_first = st.toggle(
+        "Leave the first token out of the picture", value=bool(run["model"].get("is_causal_lm")),
+        help="Trained causal LMs give the first token huge activations (the attention sink); they fill the "
+        "first principal component and squash the rest of the path to a dot. Angles and curvature still "
+        "use every token.",
+    )
+
+layers = acts.layer_names
+layer = st.select_slider("Layer", options=layers, value=layers[len(layers) // 2],
+                         format_func=lambda name: widgets.layer_label(name, layers))
+n_tokens = int(lengths[index])
+st.markdown(f"**Input {index}:** {texts[index]}")
+if n_tokens < 3:
+    st.warning(
+        f"Input {index} has {n_tokens} token(s): curvature needs at least 3 (an angle between two steps), "
+        "so it is NaN (undefined) at every layer. Pick a longer input.",
+        icon=":material/warning:",
+    )
+
+with widgets.user_errors():
+    vectors, tokens = gs.input_trajectory(acts.key, layer, index)
+    per_layer = gs.input_curvature_by_layer(acts.key, index, variant)
+    here = per_layer[layers.index(layer)]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Tokens", n_tokens)
+    c2.metric(f"Curvature at {layer}", "undefined" if np.isnan(here) else f"{np.degrees(here):.1f}°")
+    finite = per_layer[np.isfinite(per_layer)]
+    c3.metric("Change, first to last layer",
+              f"{np.degrees(finite[-1] - finite[0]):+.1f}°" if len(finite) > 1 else "undefined",
+              help="Straightening shows as a negative change (Hosseini & Fedorenko 2023).")
+
+    left, right = st.columns(2, gap="medium")
+    with left:
+        fig = trajectory_figure(vectors, tokens, layer=layer, variant=variant, skip_first=skip_first,
+                                title=f"{acts.model_name} · input {index} at {layer}")
+        st.plotly_chart(fig, width="stretch", key="trajectory_pca")
+        st.caption("Arrows follow token order. Turning angles (hover) are measured in the full space; the "
+                   "2-D PCA picture can bend them.")
+    with right:
+        reference = None
+        if (acts.key, variant) in st.session_state.get(REFERENCE, set()):
+            reference = gs.geometry_result(acts.key, ("curvature",), gs.options_key({"curvature_variant": variant}))
+        fig = curvature_by_layer_figure(layers, per_layer, input_label=f"input {index}", reference=reference,
+                                        title=f"Curvature of input {index} by layer")
+        st.plotly_chart(fig, width="stretch", key="trajectory_curvature")
+        if reference is None:
+            if st.button("Add the mean over all inputs", help="Computes curvature for every input and layer "
+                         "(stored in the workspace)."):
+                bar = st.progress(0.0, text="Curvature of every input...")
+                gs.compute_geometry(acts.key, ("curvature",), {"curvature_variant": variant},
+                                    progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
+                st.session_state.setdefault(REFERENCE, set()).add((acts.key, variant))
+                st.rerun()
+        elif reference.reasons.get("curvature"):
+            st.caption(f"All inputs: {reference.reasons['curvature']}")

@@ -1,0 +1,193 @@
+"""AppTest tests of the Geometry, Trajectory and Logit lens pages on a real minilm tokens run.
+
+A page is run under a small st.navigation entry point written next to a `views` link to
+dashboard/views, the same layout as dashboard/app.py: the pages' st.page_link("views/...")
+calls need their target pages registered, which a page run on its own does not have
+(AppTest.from_file on the page alone fails with StreamlitPageNotFoundError in its empty
+states). app.py itself is not used because it starts the UMAP warm-up (a minute of numba).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+streamlit = pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import core  # noqa: E402
+from core.store import WORKSPACE_ENV, Store  # noqa: E402
+
+VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
+PAGES = ("geometry.py", "trajectory.py", "lens.py", "workspace.py", "explorer.py", "home.py")
+TIMEOUT = 240  # seconds per script run: the first run imports torch and transformers
+
+
+def _entry_point(folder: Path, page: str) -> Path:
+    """An app entry like dashboard/app.py whose default page is `page`."""
+    (folder / "views").symlink_to(VIEWS, target_is_directory=True)
+    pages = ",\n".join(
+        f"    st.Page(VIEWS / {name!r}, title={name[:-3]!r}{', default=True' if name == page else ''})"
+        for name in PAGES
+    )
+    script = folder / "app.py"
+    script.write_text(
+        "from pathlib import Path\nimport streamlit as st\n"
+        f"VIEWS = Path({str(VIEWS)!r})\n"
+        f"st.navigation([\n{pages},\n]).run()\n"
+    )
+    return script
+
+
+@pytest.fixture(scope="module")
+def tokens_workspace(tmp_path_factory) -> Path:
+    """A workspace holding one minilm run with pooling='tokens' on 60 demo sentences."""
+    root = tmp_path_factory.mktemp("pages_workspace")
+    model = core.load_model("minilm", device="cpu")
+    core.extract(model, core.load_dataset("demo:sentences", limit=60), pooling="tokens", store=Store(root))
+    return root
+
+
+@pytest.fixture()
+def app(tmp_path, monkeypatch):
+    """app(page, workspace) -> AppTest of that page with LAYERSCOPE_WORKSPACE pointing at `workspace`."""
+
+    def make(page: str, workspace: Path) -> AppTest:
+        monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
+        folder = tmp_path / f"entry_{page[:-3]}"
+        folder.mkdir()
+        return AppTest.from_file(str(_entry_point(folder, page)), default_timeout=TIMEOUT)
+
+    streamlit.cache_data.clear()  # list_runs and results are cached per process, across tests
+    yield make
+    streamlit.cache_data.clear()
+
+
+def _figures(at: AppTest) -> list[dict]:
+    """The plotly figures the page drew, as dicts."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+# ----- empty workspace -------------------------------------------------------------------
+@pytest.mark.parametrize("page", ["geometry.py", "trajectory.py"])
+def test_page__empty_workspace_says_what_to_do(app, tmp_path, page):
+    at = app(page, tmp_path / "empty_workspace")
+    at.run()
+    assert not at.exception
+    assert at.info, "an empty workspace should show an info message"
+    assert "Workspace page" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_trajectory__pooled_only_workspace_asks_for_tokens_run(app, tmp_path):
+    root = tmp_path / "pooled_workspace"
+    core.extract(core.load_model("minilm", device="cpu"), core.load_dataset("demo:sentences", limit=30),
+                 pooling="mean", store=Store(root))
+    at = app("trajectory.py", root)
+    at.run()
+    assert not at.exception
+    assert "pooling='tokens'" in at.info[0].value
+
+
+# ----- geometry ----------------------------------------------------------------------------
+def test_geometry__compute_draws_one_curve_per_metric(app, tokens_workspace):
+    at = app("geometry.py", tokens_workspace)
+    at.run()
+    assert not at.exception
+    assert not at.get("plotly_chart"), "geometry is computed behind the button"
+    _button(at, "Compute geometry").click().run()
+    assert not at.exception
+    figures = _figures(at)
+    assert len(figures) == 2  # curvature and intrinsic dimension, the default metrics
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    assert any(t.startswith("Trajectory curvature") for t in titles)
+    assert any(t.startswith("Intrinsic dimension") for t in titles)
+    curvature = next(f for f in figures if f["layout"]["title"]["text"].startswith("Trajectory curvature"))
+    assert "degrees" in curvature["layout"]["yaxis"]["title"]["text"]
+    assert curvature["layout"]["xaxis"]["title"]["text"].startswith("relative depth")
+
+    at.run()  # a rerun shows the stored result without a click
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_geometry__untrained_twin_is_extracted_and_overlaid(app, tokens_workspace):
+    at = app("geometry.py", tokens_workspace)
+    at.run()
+    at.toggle[0].set_value(True).run()  # "Trained vs untrained"
+    assert not at.exception
+    _button(at, "Compute geometry").click().run()
+    assert not at.exception
+    names = {trace.get("name") for figure in _figures(at) for trace in figure["data"]}
+    assert any(name and "untrained" in name for name in names), names
+    assert any(name and name.startswith("minilm ·") for name in names), names
+    runs = Store(tokens_workspace).list_runs()
+    assert any(r["model"]["name"] == "minilm (untrained, seed 0)" and r["pooling"] == "tokens" for r in runs)
+
+
+def test_geometry__pooled_run_shows_reason_for_curvature(app, tmp_path):
+    root = tmp_path / "pooled_workspace"
+    core.extract(core.load_model("minilm", device="cpu"), core.load_dataset("demo:sentences", limit=30),
+                 pooling="mean", store=Store(root))
+    at = app("geometry.py", root)
+    at.run()
+    _button(at, "Compute geometry").click().run()
+    assert not at.exception
+    assert any("pooling='tokens'" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+# ----- trajectory --------------------------------------------------------------------------
+def test_trajectory__draws_path_and_curvature_by_layer(app, tokens_workspace):
+    at = app("trajectory.py", tokens_workspace)
+    at.run()
+    assert not at.exception
+    figures = _figures(at)
+    assert len(figures) == 2
+    assert figures[0]["layout"]["xaxis"]["title"]["text"].startswith("PC 1")
+    assert figures[1]["layout"]["yaxis"]["title"]["text"] == "curvature (degrees)"
+    _button(at, "Add the mean over all inputs").click().run()
+    assert not at.exception
+    names = [trace.get("name") for trace in _figures(at)[1]["data"]]
+    assert any(name and name.startswith("all inputs") for name in names), names
+
+
+# ----- logit lens ----------------------------------------------------------------------------
+def test_lens__encoder_run_shows_clear_error(app, tokens_workspace):
+    at = app("lens.py", tokens_workspace)
+    at.run()
+    at.sidebar.selectbox[0].set_value("minilm").run()
+    assert not at.exception
+    assert at.error, "minilm is an encoder: the page should say the lens needs a causal LM"
+    assert "causal" in at.error[0].value and "smollm2" in at.error[0].value
+
+
+@pytest.mark.slow
+def test_lens__smollm2_heatmap_and_kl_curve(app, tokens_workspace, smollm2, session_store):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # the page loads smollm2 from the workspace's converted weights: share the session's
+    (tokens_workspace / "models").mkdir(exist_ok=True)
+    link = tokens_workspace / "models" / "smollm2"
+    if not link.exists():
+        link.symlink_to(session_store.root / "models" / "smollm2", target_is_directory=True)
+    at = app("lens.py", tokens_workspace)
+    at.run()
+    at.sidebar.selectbox[0].set_value("smollm2").run()
+    _button(at, "Run the logit lens").click().run()
+    assert not at.exception
+    figures = _figures(at)
+    assert len(figures) == 2
+    heatmap = figures[0]["data"][0]
+    assert heatmap["type"] == "heatmap"
+    assert heatmap["colorbar"]["title"]["text"] == "probability"
+    z = heatmap["z"]  # plotly sends arrays base64-encoded with their shape
+    rows = int(z["shape"].split(",")[0]) if isinstance(z, dict) else len(z)
+    assert rows == 31  # embeddings + 30 blocks
