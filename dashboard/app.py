@@ -26,6 +26,9 @@ pages = {
         st.Page(VIEWS / "explorer.py", title="Layer explorer", icon=":material/scatter_plot:"),
         st.Page(VIEWS / "probes.py", title="Probes", icon=":material/show_chart:"),
     ],
+    "Models": [
+        st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+    ],
     "Geometry": [
         st.Page(VIEWS / "geometry.py", title="Geometry", icon=":material/insights:"),
         st.Page(VIEWS / "trajectory.py", title="Trajectory", icon=":material/timeline:"),

@@ -27,9 +27,17 @@ def load_model(name: str, reinit: bool = False, seed: int = 0) -> core.LoadedMod
     return core.load_model(name, reinit=reinit, seed=seed, workspace=store().root)
 
 
-@st.cache_data(show_spinner=False, ttl=5)
 def list_runs() -> list[dict]:
-    return store().list_runs()
+    """Complete runs of the current workspace, newest first (re-read at most every 5 s)."""
+    return _list_runs(str(store().root))
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def _list_runs(root: str) -> list[dict]:
+    return Store(root).list_runs()
+
+
+list_runs.clear = _list_runs.clear  # pages call services.list_runs.clear() after writing a run
 
 
 def open_run(key: str) -> core.Activations:

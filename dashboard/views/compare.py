@@ -1,0 +1,131 @@
+"""Compare two models: layer-by-layer similarity heatmaps with linked maps."""
+
+import numpy as np
+import streamlit as st
+
+from core.analysis.similarity import METRIC_DEFAULTS, SIMILARITY_METRICS
+from core.errors import LayerscopeError
+from core.figures.similarity import relative_depth_curves, similarity_heatmap
+from dashboard import analysis, compare_services, services, widgets
+from dashboard.geometry_services import extract_twin, find_twin, is_untrained
+
+widgets.page_header(
+    "Compare",
+    "Two models on the same inputs, layer by layer: CKA, mutual k-NN, SVCCA, RSA. Click a cell to see both "
+    "layers' maps side by side; a box or lasso selection in one map highlights the same inputs in the other.",
+)
+
+runs = services.list_runs()
+if not runs:
+    widgets.empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
+    st.stop()
+
+by_key = {r["key"]: r for r in runs}
+with st.sidebar:
+    st.markdown("##### Models")
+    run_a = widgets.run_picker(label="Model A")
+    partners = [r for r in runs if r["dataset"]["fingerprint"] == run_a["dataset"]["fingerprint"]
+                and r["n_inputs"] == run_a["n_inputs"]]
+    partner_keys = [r["key"] for r in partners]
+    default_b = next((r["key"] for r in partners if r["key"] != run_a["key"]), run_a["key"])
+    key_b = st.selectbox("Model B", partner_keys, index=partner_keys.index(default_b),
+                         format_func=lambda k: services.describe_run(by_key[k]),
+                         help="Runs on the same inputs in the same order (same dataset fingerprint).")
+    run_b = by_key[key_b]
+    st.markdown("##### Metric")
+    metric = st.selectbox("Similarity", list(SIMILARITY_METRICS), format_func=lambda m: SIMILARITY_METRICS[m][1])
+    params = {}
+    if "k" in METRIC_DEFAULTS[metric]:
+        params["k"] = int(st.number_input("k (neighbours)", 1, 200, 10))
+        params["clip_quantile"] = 0.95 if st.checkbox(
+            "Clip outliers (platonic-rep)", help="Clamp values at the mean 0.95 quantile of |x|, as Huh et al.'s "
+            "code does; off by default.") else None
+    if "variance" in METRIC_DEFAULTS[metric]:
+        params["variance"] = st.slider("Variance kept", 0.80, 1.0, 0.99, 0.01)
+    if "bandwidth" in METRIC_DEFAULTS[metric]:
+        params["bandwidth"] = st.slider("Bandwidth (x median distance)", 0.1, 4.0, 1.0, 0.1)
+
+if run_b["key"] == run_a["key"] and len(partners) == 1:
+    st.info("Only one run uses these inputs. Add a comparison partner:", icon=":material/info:")
+    if not is_untrained(run_a) and run_a["dataset"]["modality"] == "text":
+        if st.button("Extract the untrained twin of model A", type="primary", icon=":material/shuffle:"):
+            with widgets.user_errors():
+                bar = st.progress(0.0, text="Extracting the re-initialised twin...")
+                extract_twin(run_a, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"batch {d}/{t}"))
+                st.rerun()
+    if st.button("Train two digits MLPs (seeds 0 and 1) and extract them", icon=":material/school:"):
+        with widgets.user_errors(), st.spinner("Training and extracting (seconds)..."):
+            compare_services.make_digits_pair()
+            st.rerun()
+    st.caption("Or extract any other model on the same dataset on the Workspace page.")
+
+with widgets.user_errors():
+    acts_a, acts_b = services.open_run(run_a["key"]), services.open_run(run_b["key"])
+    result = compare_services.similarity(run_a["key"], run_b["key"], metric, tuple(sorted(params.items())))
+
+    best = result.best_pair()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Mean along the relative-depth diagonal", f"{result.diagonal_on_relative_depth():.3f}")
+    c2.metric("Best pair", f"{best[0]} ↔ {best[1]}" if best else "none")
+    c3.metric("Its value", f"{best[2]:.3f}" if best else "NaN")
+    if run_a["key"] == run_b["key"]:
+        st.caption("Model A compared with itself: the diagonal is 1 for CKA by construction.")
+    if result.reasons:
+        st.warning("Some cells are undefined: " + "; ".join(r for _, _, r in result.reasons[:3]), icon=":material/warning:")
+
+    fig = similarity_heatmap(result, title=f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} "
+                                           f"on {acts_a.dataset_name}")
+    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",), key="compare_heatmap")
+    points = event.selection.points if event and event.selection else []
+    if points:
+        st.session_state["compare_cell"] = (str(points[0]["y"]), str(points[0]["x"]))
+    cell = st.session_state.get("compare_cell")
+    if not cell or cell[0] not in acts_a.layer_names or cell[1] not in acts_b.layer_names:
+        cell = best[:2] if best else (acts_a.layer_names[-1], acts_b.layer_names[-1])
+
+    st.markdown(f"#### Linked maps: A · `{cell[0]}`  and  B · `{cell[1]}`")
+    color_by = st.selectbox("Colour both maps by", ["(none)", *acts_a.label_columns],
+                            index=1 if acts_a.label_columns else 0)
+    color_by = None if color_by == "(none)" else color_by
+    selected = st.session_state.get("compare_selection")
+    highlight = None
+    if selected is not None and len(selected):
+        highlight = np.zeros(acts_a.n_inputs, bool)
+        highlight[np.asarray(selected, int)] = True
+        st.caption(f"{len(selected)} inputs selected; they are outlined in both maps.")
+    left, right = st.columns(2)
+    for column, acts, layer, side in ((left, acts_a, cell[0], "A"), (right, acts_b, cell[1], "B")):
+        with column:
+            maps = analysis.aligned_maps(acts.key, "pca")
+            labels = acts.table[acts.label_columns] if acts.label_columns else None
+            fig = analysis.layer_figure(maps, acts.layer_names, layer, acts.texts, labels, color_by, None, highlight,
+                                        None, None, "PC", f"{side}: {acts.model_name} · {layer}")
+            fig.update_layout(dragmode="lasso", height=480)
+            event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
+                                    key=f"compare_map_{side}")
+            chosen = event.selection.points if event and event.selection else []
+            if chosen:
+                rows = sorted({int(np.ravel(p["customdata"])[0]) for p in chosen})
+                if rows != (selected or []):
+                    st.session_state["compare_selection"] = rows
+                    st.rerun()
+    if selected and st.button("Clear selection"):
+        st.session_state.pop("compare_selection", None)
+        st.rerun()
+
+    st.markdown("#### Per-layer curves on a relative-depth axis")
+    if acts_a.label_columns:
+        column = st.selectbox("Probe label", acts_a.label_columns)
+        try:
+            curves = {}
+            for acts, side in ((acts_a, "A"), (acts_b, "B")):
+                probe = analysis.probe_result(acts.key, column)
+                curves[f"{side}: {acts.model_name}"] = (list(probe.layer_names), np.asarray(probe.mean))
+            score = "accuracy" if probe.metric == "accuracy" else "R²"
+            st.plotly_chart(
+                relative_depth_curves(curves, y_title=f"held-out probe {score}",
+                                      title=f"Linear probe {score} for {column}, both models"),
+                width="stretch",
+            )
+        except LayerscopeError as err:
+            st.error(f"{column}: {err}", icon=":material/error:")
