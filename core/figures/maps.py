@@ -131,7 +131,7 @@ def layer_map(
             )
         )
     style_figure(fig, title=title, x_title=f"{axis_name} 1", y_title=f"{axis_name} 2", publication=publication)
-    fig.update_layout(legend={"itemsizing": "constant", "title": {"text": color_by or ""}}, dragmode="pan")
+    fig.update_layout(legend={"itemsizing": "constant", "title": {"text": color_by or ""}}, dragmode="pan", height=620)
     if ranges is not None:
         fig.update_xaxes(range=list(ranges[0]))
         fig.update_yaxes(range=list(ranges[1]))

@@ -12,6 +12,7 @@ def _band(x, low, high, color: str, name: str) -> go.Scatter:
     return go.Scatter(
         x=list(x) + list(x)[::-1],
         y=list(high) + list(low)[::-1],
+        mode="lines",
         fill="toself",
         fillcolor=color,
         line={"width": 0},
