@@ -306,6 +306,7 @@ class _Extraction:
         self.lengths = self.feeder.lengths
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self.writers: dict[str, _NpyWriter] = {}
+        self.fits: int | None = None  # largest batch known to fit in GPU memory after an out-of-memory
 
     # plan: batches of input indices, longest first, so an out-of-memory shows at once
     def _plan(self) -> list[list[int]]:
@@ -371,7 +372,15 @@ class _Extraction:
         return state
 
     def _run_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Forward one batch; on CUDA out-of-memory, halve it and retry."""
+        """Forward one batch; on CUDA out-of-memory, halve it and retry.
+
+        The size that fitted is remembered, so later batches are split up front
+        instead of failing again.
+        """
+        if self.fits is not None and len(indices) > self.fits:
+            size = self.fits  # may shrink again while the parts run
+            parts = [self._run_batch(indices[i : i + size]) for i in range(0, len(indices), size)]
+            return {layer: _concat_rows(*(part[layer] for part in parts)) for layer in parts[0]}
         try:
             return self._forward(indices)
         except torch.cuda.OutOfMemoryError:
@@ -380,10 +389,9 @@ class _Extraction:
                 raise LayerscopeError(
                     f"one input (row {int(indices[0])}) does not fit in GPU memory; lower max_length or use the CPU"
                 ) from None
-            half = len(indices) // 2
-            logger.warning("CUDA out of memory at batch size %d; retrying as two halves", len(indices))
-            first, second = self._run_batch(indices[:half]), self._run_batch(indices[half:])
-            return {layer: _concat_rows(first[layer], second[layer]) for layer in first}
+            self.fits = len(indices) // 2
+            logger.warning("CUDA out of memory at batch size %d; continuing with batches of %d", len(indices), self.fits)
+            return self._run_batch(indices)
 
     def _forward(self, indices: np.ndarray) -> dict[str, Any]:
         inputs, mask = self.feeder.batch(indices)
@@ -486,7 +494,7 @@ def _width(values) -> int:
     return int((values[0] if isinstance(values, list) else values).shape[-1])
 
 
-def _concat_rows(a, b):
-    if isinstance(a, list):
-        return a + b
-    return np.concatenate([a, b])
+def _concat_rows(*parts):
+    if isinstance(parts[0], list):
+        return [row for part in parts for row in part]
+    return np.concatenate(parts)

@@ -203,3 +203,25 @@ def test_pool__shapes_and_masks():
     np.testing.assert_allclose(pool(image, None, "mean"), image.mean((2, 3)), atol=1e-6)
     with pytest.raises(LayerscopeError, match="shape"):
         pool(torch.zeros(1, 2, 3, 4, 5), None, "mean")
+
+
+def test_extract__out_of_memory_halves_the_batch_and_remembers(minilm, few_sentences, store, monkeypatch):
+    # CUDA out-of-memory cannot happen on a CPU-only machine: raise it for batches above 5
+    # inputs (bench/gpu.py checks the real thing on a GPU with the allocator capped)
+    from core.extract import _Extraction
+
+    real_forward = _Extraction._forward
+    sizes = []
+
+    def forward(self, indices):
+        sizes.append(len(indices))
+        if len(indices) > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, indices)
+
+    monkeypatch.setattr(_Extraction, "_forward", forward)
+    acts = core.extract(minilm, few_sentences, layers="all", pooling="tokens", batch_size=16, store=store)
+    assert max(sizes[3:]) <= 4 and sizes[:3] == [16, 8, 4]  # 16 -> 8 -> 4, then 4 at a time
+    monkeypatch.setattr(_Extraction, "_forward", real_forward)
+    clean = core.extract(minilm, few_sentences, layers="all", pooling="tokens", store=core.Store(store.root / "clean"))
+    np.testing.assert_allclose(acts["encoder.layer.5"], clean["encoder.layer.5"], atol=1e-5)
