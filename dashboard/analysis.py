@@ -122,4 +122,4 @@ def animated_map(maps, layers, texts, labels, color_by, rows, axis_name, title):
 @st.cache_data(show_spinner=False, max_entries=64)
 def probe_result(run_key: str, column: str, task: str = "auto"):
     acts = services.open_run(run_key)
-    return probes.probe_by_layer_cached(acts, column, services.store(), task=task, dropna=True)
+    return probes.probe_by_layer_cached(acts, column, services.store(), task=task, dropna=True, drop_rare=True)
