@@ -88,6 +88,12 @@ def start_umap_warmup() -> Job:
         warm_up_umap()
         job.progress(1, 1, "UMAP ready")
 
+    job = board().get(UMAP_WARMUP)
+    if job is not None:
+        return job
+    from core.analysis.projection import preload_imports
+
+    preload_imports()
     return board().submit(UMAP_WARMUP, "UMAP warm-up", work)
 
 

@@ -369,6 +369,17 @@ def nearest_neighbors(X: Any, i: int, k: int = 10, *, metric: str = "cosine") ->
 
 
 # ----- UMAP warm-up ----------------------------------------------------------------------------------
+def preload_imports() -> None:
+    """Import scikit-learn's projection modules in the calling thread.
+
+    Call it before starting `warm_up_umap` in a background thread: two threads
+    importing scikit-learn for the first time at once can see it half-initialised.
+    """
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.manifold  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
+
+
 def warm_up_umap(*, seed: int = 0, nndescent: bool = False) -> float:
     """Compile umap-learn's numba code by mapping small random data; returns seconds spent.
 
