@@ -373,6 +373,18 @@ def test_probe_by_layer_cached__minilm_knows_the_topic_of_demo_sentences(minilm,
     assert result.layer_names == tuple(acts.layer_names) and result.chance == pytest.approx(1 / 6)
     assert result.mean[-1] > 0.9 and result.selectivity[-1] > 0.6  # a sentence encoder knows topics
     assert np.all(np.abs(result.control_mean - 1 / 6) < 0.1)
-    last = acts.layer_names[-1]
-    reference = sklearn_accuracy(np.asarray(acts[last]), acts.labels("topic"))
-    assert abs(result.mean[-1] - reference.mean()) * 100 <= 1.0
+    for i, layer in enumerate(acts.layer_names):  # every layer within 1 point of sklearn
+        reference = sklearn_accuracy(np.asarray(acts[layer]), acts.labels("topic"))
+        assert abs(result.mean[i] - reference.mean()) * 100 <= 1.0, layer
+
+
+@pytest.mark.slow
+def test_probe_by_layer_cached__minilm_continent_of_cities_matches_sklearn(minilm, store):
+    import core
+
+    acts = core.extract(minilm, core.load_dataset("demo:cities"), layers="all", pooling="mean", store=store)
+    result = probe_by_layer_cached(acts, "continent", store, control=False)
+    assert result.mean.max() > result.chance + 0.05  # city names carry some of where they are
+    for i, layer in enumerate(acts.layer_names):
+        reference = sklearn_accuracy(np.asarray(acts[layer]), acts.labels("continent"))
+        assert abs(result.mean[i] - reference.mean()) * 100 <= 1.0, layer
