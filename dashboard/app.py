@@ -29,6 +29,11 @@ pages = {
     "Models": [
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
     ],
+    "Sparse autoencoders": [
+        st.Page(VIEWS / "sae_train.py", title="Train SAE", icon=":material/model_training:"),
+        st.Page(VIEWS / "sae_gallery.py", title="Feature gallery", icon=":material/grid_view:"),
+        st.Page(VIEWS / "sae_match.py", title="Feature matching", icon=":material/join_inner:"),
+    ],
     "Geometry": [
         st.Page(VIEWS / "geometry.py", title="Geometry", icon=":material/insights:"),
         st.Page(VIEWS / "trajectory.py", title="Trajectory", icon=":material/timeline:"),

@@ -1,0 +1,177 @@
+"""Train SAE: a sparse autoencoder on one layer of a tokens run, with live curves; or load one from SAELens."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory, check_tokens_run
+from core.figures.sae import training_curves
+from dashboard import sae_services as ss
+from dashboard import services, widgets
+
+DETAILS = "sae_train_details"  # session state (and widget key): the SAE whose details are shown
+ARCH_NAMES = {"topk": "TopK (Gao et al. 2024)", "standard": "ReLU + L1 (Bricken et al. 2023)"}
+DEFAULTS = SAEConfig()
+
+widgets.page_header(
+    "Train SAE",
+    "A sparse autoencoder on one layer's token activations: TopK or ReLU + L1, trained here (on the GPU when "
+    "there is one), evaluated on held-out inputs, stored in the workspace in SAELens' format.",
+)
+
+run = widgets.run_picker()
+if run is None:
+    widgets.empty_state(
+        "No runs yet: SAEs are trained on a run extracted with pooling='tokens' — extract one on the Workspace page.",
+        page="views/workspace.py",
+        label="Go to Workspace",
+    )
+    st.stop()
+acts = widgets.open_run_or_error(run)
+if acts is None:
+    st.stop()
+
+
+def show_saes() -> None:
+    """The workspace's SAEs as a table, and the chosen one's numbers and curves."""
+    saes = ss.list_saes()
+    st.markdown("##### SAEs in the workspace")
+    if not saes:
+        st.caption("None yet: train one above, or load an SAELens folder.")
+        return
+    table = pd.DataFrame([{
+        "SAE": ss.describe(m),
+        "FVE": m["evaluation"].get("fve"),
+        "L0": m["evaluation"].get("l0"),
+        "dead share": m["evaluation"].get("dead_share"),
+        "loss increase (nats)": m["evaluation"].get("loss_increase"),
+        "stopped early": bool(m.get("training", {}).get("stopped")),
+        "created": m.get("created", ""),
+        "key": m["key"],
+    } for m in saes])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"FVE": st.column_config.NumberColumn(format="%.3f"),
+                                "L0": st.column_config.NumberColumn(format="%.1f"),
+                                "dead share": st.column_config.NumberColumn(format="%.3f"),
+                                "loss increase (nats)": st.column_config.NumberColumn(format="%.3f")})
+    keys = [m["key"] for m in saes]
+    by_key = {m["key"]: m for m in saes}
+    if st.session_state.get(DETAILS) not in keys:
+        st.session_state[DETAILS] = keys[0]
+    chosen = st.selectbox("Details of", keys, format_func=lambda k: ss.describe(by_key[k]), key=DETAILS)
+    with widgets.user_errors():
+        entry = ss.open_sae(chosen)
+        ev = entry.evaluation
+        cols = st.columns(5)
+        cols[0].metric("Variance explained", f"{ev.fve:.3f}", help="1 - SSE / SST on held-out inputs' tokens.")
+        cols[1].metric("Mean L0", f"{ev.l0:.1f}", help="Active latents per token, held out.")
+        cols[2].metric("Dead latents", f"{ev.dead_share:.1%}", help="Never active on the held-out tokens.")
+        if ev.loss_increase is not None:
+            cols[3].metric("Next-token loss", f"{ev.loss_with_sae:.3f}", delta=f"{ev.loss_increase:+.3f} nats",
+                           delta_color="inverse", help=f"With the layer replaced by the reconstruction; clean "
+                           f"{ev.loss_clean:.3f}, zero-ablated {ev.loss_zero_ablation:.3f}.")
+        if ev.loss_recovered is not None:
+            cols[4].metric("Loss recovered", f"{ev.loss_recovered:.1%}",
+                           help="(L_zero - L_sae) / (L_zero - L_clean): 100% = the SAE loses nothing.")
+        stopped = entry.meta.get("training", {}).get("stopped")
+        if stopped:
+            st.warning(f"Training stopped early: {stopped}", icon=":material/warning:")
+        if entry.history.tokens:
+            st.plotly_chart(training_curves(entry.history, title=f"Training · {entry.label}"), width="stretch",
+                            key="sae_train_history")
+        st.caption(f"Stored in SAELens' format (cfg.json + sae_weights.safetensors) at `{entry.path}`; "
+                   f"{ev.n_tokens:,} held-out tokens.")
+        st.page_link("views/sae_gallery.py", label="Browse its features in the gallery", icon=":material/grid_view:")
+        st.session_state[ss.SAE_KEY] = chosen
+
+
+if not acts.is_tokens:
+    with widgets.user_errors():
+        check_tokens_run(acts)
+    st.page_link("views/workspace.py", label="Extract a run with pooling='tokens'", icon=":material/arrow_forward:")
+    show_saes()
+    st.stop()
+
+layers = acts.layer_names
+with st.sidebar:
+    st.markdown("##### Layer")
+    layer = st.selectbox("Layer", layers, index=len(layers) // 2, key="sae_layer",
+                         format_func=lambda name: widgets.layer_label(name, layers))
+d_in = acts.dim(layer)
+st.caption(f"{services.describe_run(run)} · {layer} · d = {d_in} · {int(acts.lengths.sum()):,} tokens")
+
+with st.form("sae_config"):
+    architecture = st.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_NAMES.get, horizontal=True,
+                            key="sae_architecture", help="; ".join(f"{a}: {d}" for a, d in ARCHITECTURES.items()))
+    c1, c2, c3 = st.columns(3)
+    expansion = c1.number_input("Width (× d)", min_value=0.25, max_value=256.0, value=float(DEFAULTS.expansion),
+                                step=1.0, key="sae_expansion", help="Latents = width × d. At least 1.")
+    k = c2.number_input("k (TopK)", min_value=1, max_value=100_000, value=DEFAULTS.k, step=1, key="sae_k",
+                        help="Latents kept per token; at most the width.")
+    l1 = c3.number_input("L1 coefficient (ReLU)", min_value=0.0, value=float(DEFAULTS.l1_coefficient), step=0.5,
+                         key="sae_l1", help="Weight of the sparsity penalty (decoder-norm weighted).")
+    c4, c5, c6, c7 = st.columns(4)
+    lr = c4.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=DEFAULTS.lr, format="%.5f",
+                         key="sae_lr")
+    batch_size = c5.number_input("Batch size (tokens)", min_value=1, max_value=65_536, value=DEFAULTS.batch_size,
+                                 step=256, key="sae_batch")
+    training_tokens = c6.number_input("Training tokens", min_value=1, value=DEFAULTS.training_tokens, step=100_000,
+                                      key="sae_tokens", help="The run's training split is repeated as needed.")
+    seed = c7.number_input("Seed", min_value=0, value=DEFAULTS.seed, step=1, key="sae_seed")
+    with st.expander("More options"):
+        normalize = st.toggle("Normalise inputs to mean norm √d (SAELens)", value=True, key="sae_normalize")
+        exclude_first = st.toggle("Leave each input's first token out", value=DEFAULTS.exclude_first_token,
+                                  key="sae_exclude_first",
+                                  help="First tokens (attention sinks, [CLS]) have far larger norms than the rest.")
+        revive = st.toggle("Revive dead latents (AuxK / resampling)", value=DEFAULTS.revive_dead, key="sae_revive")
+        held_out = st.slider("Held-out inputs", 0.05, 0.5, DEFAULTS.held_out_fraction, 0.05, key="sae_held_out")
+        dead_window = st.number_input("Dead after (tokens without firing)", min_value=1, value=DEFAULTS.dead_window,
+                                      step=1000, key="sae_dead_window")
+    submitted = st.form_submit_button("Train SAE", type="primary", icon=":material/play_arrow:")
+
+if submitted:
+    with widgets.user_errors():
+        config = SAEConfig(
+            architecture=architecture, expansion=float(expansion), k=int(k), l1_coefficient=float(l1), lr=float(lr),
+            batch_size=int(batch_size), training_tokens=int(training_tokens), seed=int(seed),
+            normalize_activations="expected_average_only_in" if normalize else "none",
+            held_out_fraction=float(held_out), exclude_first_token=exclude_first, revive_dead=revive,
+            dead_window=int(dead_window),
+        )
+        config.check_for(d_in)
+        stop = st.empty()
+        stop.button("Stop training", icon=":material/stop:", key="sae_stop",
+                    help="Stops at the next step; nothing is written to the workspace.")
+        bar = st.progress(0.0, text="Training...")
+        chart = st.empty()
+        live = TrainingHistory()
+        last_draw = [0.0]
+
+        def report(step: int, total: int, metrics) -> None:
+            for name, value in metrics.items():
+                getattr(live, name).append(value)
+            bar.progress(step / max(total, 1), text=f"Step {step:,} of {total:,} · loss {metrics['loss']:.4g} · "
+                         f"L0 {metrics['l0']:.1f} · FVE {metrics['fve']:.3f}")
+            if time.time() - last_draw[0] > 1.0 or step == total:
+                chart.plotly_chart(training_curves(live, title="Training (live)"), width="stretch")
+                last_draw[0] = time.time()
+
+        entry = ss.train(run, layer, config, progress=report)
+        for placeholder in (stop, bar, chart):
+            placeholder.empty()
+        st.session_state[DETAILS] = entry.key
+        st.success(f"Trained {entry.label}: held-out FVE {entry.evaluation.fve:.3f}, L0 {entry.evaluation.l0:.1f}.",
+                   icon=":material/check_circle:")
+
+with st.expander("Load an SAE trained elsewhere (SAELens folder: cfg.json + sae_weights.safetensors)"):
+    folder = st.text_input("Folder", placeholder="/path/to/sae", key="sae_import_folder")
+    import_first = st.toggle("Leave each input's first token out", value=True, key="sae_import_exclude_first")
+    if st.button("Load SAELens SAE", icon=":material/upload:", disabled=not folder.strip(), key="sae_import"):
+        with widgets.user_errors():
+            entry = ss.import_folder(folder, run, layer, exclude_first_token=import_first)
+            st.session_state[DETAILS] = entry.key
+            st.success(f"Loaded {entry.label}: FVE {entry.evaluation.fve:.3f} on this run's tokens.",
+                       icon=":material/check_circle:")
+
+show_saes()
