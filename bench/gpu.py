@@ -6,6 +6,7 @@
    halved and retried, and the result still equals the uncapped one.
 3. Batched probes on CUDA agree with the CPU path; time of each.
 4. Layer-by-layer linear CKA on CUDA agrees with the CPU; time of each.
+5. A TopK SAE trained on CUDA and on the CPU with the same config: time and held-out FVE.
 
     python bench/gpu.py [--model minilm] [--inputs 864]
 """
@@ -106,6 +107,19 @@ def cka(acts) -> None:
           f"speed-up {t_cpu / t_gpu:.1f}x, max |difference| {diff:.1e}")
 
 
+def sae(model_name: str, data, folder: str) -> None:
+    from core.analysis.sae import SAEConfig, train_sae_on_run
+
+    acts = core.extract(model_name, data, layers=["encoder.layer.3"], pooling="tokens", store=core.Store(f"{folder}/tok"))
+    config = SAEConfig(architecture="topk", expansion=8, k=32, training_tokens=2_000_000, batch_size=4096, seed=0)
+    for device in ("cuda", "cpu"):
+        stored, t = timed(lambda: train_sae_on_run(acts, "encoder.layer.3", config,
+                                                   store=core.Store(f"{folder}/sae-{device}"), device=device))
+        e = stored.evaluation
+        print(f"TopK SAE 8x (d_sae={8 * acts.dim('encoder.layer.3')}), k=32, 2M training tokens on {device}: {t:.1f} s, "
+              f"held-out FVE {e.fve:.3f}, L0 {e.l0:.1f}, dead share {e.dead_share:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm", help="bundled name or a Hugging Face folder")
@@ -121,6 +135,7 @@ def main() -> None:
         ref = extraction(args.model, data, folder)["cpu"]
         probes(ref, data.table["topic"].to_numpy())
         cka(ref)
+        sae(args.model, data, folder)
 
 
 if __name__ == "__main__":
