@@ -42,6 +42,8 @@ bench: setup
 	$(PY) bench/extract.py
 	$(PY) bench/probes.py
 	$(PY) bench/projection.py
+	$(PY) bench/similarity.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

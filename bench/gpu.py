@@ -74,7 +74,6 @@ def extraction(model_name: str, data, folder: str) -> dict:
     # out of memory: cap the allocator so a batch of 512 cannot fit, then check halving
     torch.cuda.empty_cache()
     free = torch.cuda.mem_get_info()[0]
-    used = torch.cuda.memory_allocated()
     cap = (torch.cuda.memory_reserved() + 150 * 2**20) / torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(cap)
     try:

@@ -176,6 +176,17 @@ class Activations:
             return [f"input {i}" for i in range(self.n_inputs)]
         return self.table[column].astype(str).tolist()
 
+    def image(self, i: int) -> np.ndarray | None:
+        """The i-th input image as a (H, W) or (H, W, 3) uint8 array, or None for text runs."""
+        if (self.path / "images.npy").is_file():
+            return np.asarray(np.load(self.path / "images.npy", mmap_mode="r", allow_pickle=False)[i])
+        if "path" in self.table.columns and self.modality == "image":
+            from PIL import Image
+
+            with Image.open(self.table["path"].iloc[i]) as img:
+                return np.asarray(img.convert("RGB"))
+        return None
+
     def labels(self, column: str) -> np.ndarray:
         """(n_inputs,) values of one label column."""
         if column not in self.table.columns:

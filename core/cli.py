@@ -4,6 +4,8 @@
     python -m core ls [--json]
     python -m core layers --model smollm2 [--all]
     python -m core demo          # prepare the demo workspace the dashboard opens on
+    python -m core report --model minilm --data demo:cities --out report/
+    python -m core figure --from report/figures/03-probe-minilm-country.json
 
 Mistakes (unknown model, missing file, bad column...) print one line and exit 2.
 """
@@ -63,6 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="prepare the demo workspace (bundled models on demo data)")
     _add_workspace(demo)
+
+    report = commands.add_parser(
+        "report", help="extract what is missing, run the analyses and write every figure as a report folder + zip"
+    )
+    report.add_argument("--model", action="append", default=[], help="bundled name, folder or hub id (repeat to compare)")
+    report.add_argument("--data", help="demo:NAME or a CSV/JSONL/Parquet/text file (with --model)")
+    report.add_argument("--run", action="append", default=[], help="a stored run key to include (repeatable)")
+    report.add_argument("--limit", type=int, help="use only the first N inputs of --data")
+    report.add_argument("--pooling", default="mean", help="pooling(s) to extract, comma-separated (e.g. mean,tokens)")
+    report.add_argument("--layers", default="all", help="'all' or comma-separated module paths")
+    report.add_argument("--out", required=True, help="report folder to write (a zip is written beside it)")
+    report.add_argument("--screen-style", action="store_true", help="keep the on-screen style instead of the publication style")
+    report.add_argument("--formats", default="png,svg,html", help="figure formats: png, svg, pdf, html")
+    report.add_argument("--scale", type=float, default=2, help="PNG scale factor (default 2)")
+    report.add_argument("--no-zip", action="store_true", help="write the folder only")
+    report.add_argument("--batch-size", type=int, default=32)
+    report.add_argument("--device", help="cpu, cuda or auto (default)")
+    _add_workspace(report)
+
+    figure = commands.add_parser("figure", help="regenerate figure(s) from a sidecar JSON (or a folder of them)")
+    figure.add_argument("--from", dest="source", required=True, help="a figure's .json sidecar, or a report/exports folder")
+    figure.add_argument("--out", help="folder for the regenerated files (default: <sidecar folder>/regenerated)")
+    figure.add_argument("--formats", help="formats to write (default: those of the original export)")
+    figure.add_argument("--scale", type=float, help="PNG scale factor (default: the original's)")
+    figure.add_argument("--no-extract", action="store_true", help="do not re-extract runs missing from the workspace")
+    _add_workspace(figure)
     return parser
 
 
@@ -71,8 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # its retry warnings would bury the one-line error
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        for name in ("choreographer", "kaleido"):  # the headless browser's chatter (logged with tracebacks)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        return {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo}[args.command](args)
+        commands = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo,
+                    "report": cmd_report, "figure": cmd_figure}
+        return commands[args.command](args)
     except LayerscopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -233,6 +265,92 @@ def cmd_demo(args) -> int:
         print(f"{acts.key}  {model_name} on {data} ({pooling})")
     print(f"demo workspace ready: {store.root}")
     return 0
+
+
+def _formats(value: str | None) -> list[str] | None:
+    from core.export import check_format
+
+    return [check_format(f) for f in _split(value)] if value else None
+
+
+def cmd_report(args) -> int:
+    """Extract what is missing, run the analyses and write the report (same code as the Export page)."""
+    import time
+
+    from core.data import load_dataset
+    from core.extract import extract
+    from core.models import load_model
+    from core.report import write_report
+    from core.store import Store
+
+    started = time.perf_counter()
+    store = Store(args.workspace)
+    formats = _formats(args.formats) or []
+    tables = [f for f in formats if f in ("csv", "parquet")] or ["csv", "parquet"]
+    formats = [f for f in formats if f not in ("csv", "parquet")]
+    if not args.model and not args.run:
+        raise LayerscopeError("give --model and --data (or --run KEY) to say what to report")
+    if args.model and not args.data:
+        raise LayerscopeError("--model needs --data: the dataset to extract it on")
+    keys = list(args.run)
+    for key in keys:
+        store.open_run(key)  # a missing key fails now, with its message, before any work
+    if args.model:
+        poolings = _split(args.pooling) or ["mean"]
+        dataset = load_dataset(args.data, limit=args.limit)
+        for name in args.model:
+            model = load_model(name, device=args.device, workspace=store.root)
+            for pooling in poolings:
+                bar, progress = _bar(f"{model.name} on {dataset.name} ({pooling})")
+                try:
+                    acts = extract(model, dataset, layers=args.layers, pooling=pooling, batch_size=args.batch_size,
+                                   store=store, progress=progress)
+                finally:
+                    bar.close()
+                keys.append(acts.key)
+
+    def progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+    result = write_report(store, keys, args.out, publication=not args.screen_style, formats=formats, tables=tables,
+                          scale=args.scale, make_zip=not args.no_zip, progress=progress,
+                          load_model=lambda name: load_model(name, device=args.device, workspace=store.root))
+    for item in result.not_drawn:
+        print(f"not drawn: {item['title']}: {item['reason']}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"report: {len(result.figures)} figures in {time.perf_counter() - started:.1f} s -> {result.path}"
+          + (f" (and {result.zip_path.name})" if result.zip_path else ""))
+    return 0
+
+
+def cmd_figure(args) -> int:
+    """Regenerate every figure a sidecar (or a folder of them) describes; say which cannot be."""
+    from core.report import find_sidecars, regenerate
+    from core.store import Store
+
+    store = Store(args.workspace)
+    failed = 0
+    for path in find_sidecars(args.source):
+        try:
+            done = regenerate(path, store, out=args.out, formats=_formats(args.formats), scale=args.scale,
+                              extract_missing=not args.no_extract)
+        except LayerscopeError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        for warning in done.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for fmt, reason in done.written.get("skipped", {}).items():
+            print(f"warning: {fmt.upper()} not written: {reason}", file=sys.stderr)
+        if not done.written["files"]:
+            failed += 1
+            print(f"error: {path.name}: none of the requested formats could be written", file=sys.stderr)
+            continue
+        files = ", ".join(f["path"] for f in done.written["files"].values())
+        same = "same data as the export" if done.matches else "DATA DIFFER from the export"
+        print(f"{path.name}: {same} -> {done.folder}: {files}")
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ pages = {
     "Start": [
         st.Page(VIEWS / "home.py", title="Home", icon=":material/home:", default=True),
         st.Page(VIEWS / "workspace.py", title="Workspace", icon=":material/database:"),
+        st.Page(VIEWS / "export.py", title="Export", icon=":material/ios_share:"),
     ],
     "Layers": [
         st.Page(VIEWS / "explorer.py", title="Layer explorer", icon=":material/scatter_plot:"),

@@ -20,10 +20,12 @@ from core.analysis import features as ft
 from core.analysis import sae as sae_core
 from core.analysis.features import FeatureMatching, FeatureStats, LogitEffects
 from core.analysis.sae import SAEConfig, StoredSAE
+from core.export import figure_spec
 from core.figures import sae as figs
 from core.store import Store
 from dashboard import geometry_services as gs
 from dashboard import services
+from dashboard.figure_export import show_figure
 
 Progress = Callable[[int, int, str], None]
 SAE_KEY = "sae_key"  # session state: the SAE the gallery shows
@@ -194,7 +196,12 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
                     st.markdown(figs.examples_html(examples(key, f, picks), scale), unsafe_allow_html=True)
     height = 240 if full else 180
     chart_key = f"{'full' if full else 'card'}_{name}_{key}_{f}"
-    st.plotly_chart(figs.activation_histogram(st_, f, height=height), width="stretch", key=f"hist_{chart_key}")
+    histogram = figs.activation_histogram(st_, f, height=height)
+    if full:
+        show_figure(histogram, name=f"sae-{key}-feature-{f}-histogram", spec=figure_spec(None, sae=key, feature=int(f)),
+                    key=f"hist_{chart_key}", width="stretch")
+    else:
+        st.plotly_chart(histogram, width="stretch", key=f"hist_{chart_key}")
     for column, association in st_.labels.items():
         if association.kind == "categorical":
             tops = association.top_values(f, n=2)
@@ -202,8 +209,9 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
                 st.caption(f"{column}: " + "; ".join(
                     f"**{t['value']}** {t['rate']:.0%} of its tokens (×{t['lift']:.1f} the base rate)" for t in tops))
             if full:
-                st.plotly_chart(figs.label_association_figure(association, f, height=height), width="stretch",
-                                key=f"assoc_{column}_{chart_key}")
+                show_figure(figs.label_association_figure(association, f, height=height),
+                            name=f"sae-{key}-feature-{f}-{column}", spec=figure_spec(None, sae=key, feature=int(f)),
+                            key=f"assoc_{column}_{chart_key}", width="stretch")
         else:
             r = association.correlation[f]
             st.caption(f"{column}: Pearson r = {'undefined' if np.isnan(r) else f'{r:+.2f}'}")
@@ -215,5 +223,6 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
         st.markdown("Suppresses " + figs.token_chips_html(entry["suppressed"][:n], positive=False),
                     unsafe_allow_html=True)
         if full:
-            st.plotly_chart(figs.logit_effects_figure(entry["promoted"][:n], entry["suppressed"][:n], feature=f),
-                            width="stretch", key=f"logits_{chart_key}")
+            show_figure(figs.logit_effects_figure(entry["promoted"][:n], entry["suppressed"][:n], feature=f),
+                        name=f"sae-{key}-feature-{f}-logits", spec=figure_spec(None, sae=key, feature=int(f)),
+                        key=f"logits_{chart_key}", width="stretch")

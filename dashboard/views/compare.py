@@ -5,9 +5,11 @@ import streamlit as st
 
 from core.analysis.similarity import METRIC_DEFAULTS, SIMILARITY_METRICS
 from core.errors import LayerscopeError
+from core.export import figure_spec
 from core.figures.similarity import relative_depth_curves, similarity_heatmap
 from dashboard import analysis, compare_services, services, widgets
-from dashboard.geometry_services import extract_twin, find_twin, is_untrained
+from dashboard.figure_export import show_figure
+from dashboard.geometry_services import extract_twin, is_untrained
 
 widgets.page_header(
     "Compare",
@@ -73,9 +75,12 @@ with widgets.user_errors():
     if result.reasons:
         st.warning("Some cells are undefined: " + "; ".join(r for _, _, r in result.reasons[:3]), icon=":material/warning:")
 
-    fig = similarity_heatmap(result, title=f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} "
-                                           f"on {acts_a.dataset_name}")
-    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",), key="compare_heatmap")
+    title = f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} on {acts_a.dataset_name}"
+    fig = similarity_heatmap(result, title=title)
+    spec = figure_spec("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title)
+    event = show_figure(fig, name=f"similarity-{metric}-{acts_a.model_name}-{acts_b.model_name}", spec=spec,
+                        data=result.to_frame(), key="compare_heatmap", width="stretch", on_select="rerun",
+                        selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:
         st.session_state["compare_cell"] = (str(points[0]["y"]), str(points[0]["x"]))
@@ -98,11 +103,16 @@ with widgets.user_errors():
         with column:
             maps = analysis.aligned_maps(acts.key, "pca")
             labels = acts.table[acts.label_columns] if acts.label_columns else None
+            title = f"{side}: {acts.model_name} · {layer}"
             fig = analysis.layer_figure(maps, acts.layer_names, layer, acts.texts, labels, color_by, None, highlight,
-                                        None, None, "PC", f"{side}: {acts.model_name} · {layer}")
+                                        None, None, "PC", title)
             fig.update_layout(dragmode="lasso", height=480)
-            event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
-                                    key=f"compare_map_{side}")
+            spec = figure_spec("layer_map", [acts.key], layer=layer, method="pca", color_by=color_by, title=title,
+                               highlight_rows=list(selected or []), max_points=None,
+                               layout={"dragmode": "lasso", "height": 480})
+            event = show_figure(fig, name=f"map-{side}-{acts.model_name}-{layer}", spec=spec,
+                                key=f"compare_map_{side}", width="stretch", on_select="rerun",
+                                selection_mode=("box", "lasso"))
             chosen = event.selection.points if event and event.selection else []
             if chosen:
                 rows = sorted({int(np.ravel(p["customdata"])[0]) for p in chosen})
@@ -122,10 +132,10 @@ with widgets.user_errors():
                 probe = analysis.probe_result(acts.key, column)
                 curves[f"{side}: {acts.model_name}"] = (list(probe.layer_names), np.asarray(probe.mean))
             score = "accuracy" if probe.metric == "accuracy" else "R²"
-            st.plotly_chart(
-                relative_depth_curves(curves, y_title=f"held-out probe {score}",
-                                      title=f"Linear probe {score} for {column}, both models"),
-                width="stretch",
-            )
+            title, y_title = f"Linear probe {score} for {column}, both models", f"held-out probe {score}"
+            spec = figure_spec("probe_depth_curves", [acts_a.key, acts_b.key], column=column, names=list(curves),
+                               title=title, y_title=y_title)
+            show_figure(relative_depth_curves(curves, y_title=y_title, title=title), name=f"probe-depth-{column}",
+                        spec=spec, key="compare_probe_curves", width="stretch")
         except LayerscopeError as err:
             st.error(f"{column}: {err}", icon=":material/error:")

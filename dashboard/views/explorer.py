@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.export import figure_spec
 from dashboard import analysis, jobs, widgets
+from dashboard.figure_export import show_figure
+
+METHOD_OF_AXIS = {"PC": "pca", "UMAP": "umap", "t-SNE": "tsne"}  # what the map shows (UMAP falls back to PCA)
 
 widgets.page_header(
     "Layer explorer",
@@ -73,14 +77,19 @@ with widgets.user_errors():
     with map_col:
         title = f"{acts.model_name} · {layer} · {axis_name} map of {acts.dataset_name}"
         if animate:
-            fig = analysis.animated_map(maps, layers, texts, labels, color_by, rows, axis_name,
-                                        f"{acts.model_name} · {axis_name} maps across layers")
-            st.plotly_chart(fig, width="stretch", key="explorer_animation")
+            title = f"{acts.model_name} · {axis_name} maps across layers"
+            fig = analysis.animated_map(maps, layers, texts, labels, color_by, rows, axis_name, title)
+            spec = figure_spec("animated_layer_map", [acts.key], method=METHOD_OF_AXIS[axis_name], color_by=color_by,
+                               title=title)
+            show_figure(fig, name=f"maps-animated-{acts.model_name}", spec=spec, key="explorer_animation",
+                        width="stretch")
         else:
             fig = analysis.layer_figure(maps, layers, layer, texts, labels, color_by, rows, highlight,
                                         selected, neighbours, axis_name, title)
-            event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",),
-                                    key="explorer_map")
+            spec = figure_spec("layer_map", [acts.key], layer=layer, method=METHOD_OF_AXIS[axis_name],
+                               color_by=color_by, title=title, search=search, selected=selected, k=k)
+            event = show_figure(fig, name=f"map-{acts.model_name}-{layer}", spec=spec, key="explorer_map",
+                                width="stretch", on_select="rerun", selection_mode=("points",))
             points = event.selection.points if event and event.selection else []
             if points:
                 clicked = int(np.ravel(points[0]["customdata"])[0])
@@ -94,6 +103,9 @@ with widgets.user_errors():
             st.caption("Click a point on the map to list its nearest neighbours in this layer's full space.")
         else:
             st.markdown(f"**{texts[selected]}**")
+            if acts.modality == "image":
+                shown = [selected, *list(neighbours)[:8]]
+                st.image([acts.image(i) for i in shown], caption=[texts[i] for i in shown], width=72)
             table = pd.DataFrame({"input": [texts[i] for i in neighbours], "cosine distance": np.round(distances, 4)})
             if color_by:
                 table.insert(1, color_by, [acts.table[color_by].iloc[i] for i in neighbours])

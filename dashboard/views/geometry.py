@@ -4,9 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis.geometry import CURVATURE_VARIANTS, GEOMETRY_METRICS, ID_METHODS, PER_INPUT_METRICS, RESULT_METRICS
+from core.export import figure_spec
 from core.figures.geometry import METRIC_TITLES, display_unit, geometry_curves, in_display_units, metric_variant
 from dashboard import geometry_services as gs
 from dashboard import services, widgets
+from dashboard.figure_export import show_figure
 
 REQUESTED = "geometry_requested"  # session state: set of computed requests (run keys x metric jobs)
 VARIANT_NAMES = {"signed": "signed (Hosseini & Fedorenko)", "abs": "abs (Skean et al.)",
@@ -146,17 +148,20 @@ with widgets.user_errors():
     for metric in metrics:
         for name in RESULT_METRICS[metric]:
             job_ids = [i for i, (job_metrics, _) in enumerate(jobs) if metric in job_metrics]
-            curves = {}
+            curves, recipe = {}, []  # recipe: how core.export rebuilds each curve from the store
             for base, r, is_control in entries:
                 for i in job_ids:
                     result = results[(r["key"], i)]
                     key = base if len(job_ids) == 1 else f"{base} · {metric_variant(result, name)}"
                     curves[key] = result
+                    recipe.append({"name": key, "run": r["key"], "metrics": list(jobs[i][0]), "options": jobs[i][1]})
                     if is_control:
                         controls.add(key)
-            fig = geometry_curves(curves, name, relative_depth=relative, controls=controls,
-                                  title=f"{METRIC_TITLES.get(name, name)} by layer · {run['dataset']['name']}")
-            st.plotly_chart(fig, width="stretch", key=f"geometry_{name}")
+            title = f"{METRIC_TITLES.get(name, name)} by layer · {run['dataset']['name']}"
+            fig = geometry_curves(curves, name, relative_depth=relative, controls=controls, title=title)
+            spec = figure_spec("geometry_curves", list(dict.fromkeys(c["run"] for c in recipe)), curves=recipe,
+                               metric=name, relative_depth=relative, controls=sorted(controls), title=title)
+            show_figure(fig, name=f"geometry-{name}", spec=spec, key=f"geometry_{name}", width="stretch")
             for key, result in curves.items():
                 reason = result.reasons.get(name)
                 if reason:

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from core.export import figure_spec
 from core.figures.geometry import kl_curve, lens_heatmap
 from dashboard import geometry_services as gs
 from dashboard import services, widgets
+from dashboard.figure_export import show_figure
 
 TEXT_KEY = "lens_text"  # session state: the text box
 REQUEST_KEY = "lens_request"  # session state: (model, text, top_k) last asked for
@@ -75,8 +77,11 @@ with widgets.user_errors():
         start = st.slider("First position shown", 0, n - MAX_COLUMNS, n - MAX_COLUMNS,
                           help=f"{n} positions; {MAX_COLUMNS} are drawn at a time.")
         window = (start, start + MAX_COLUMNS)
-    st.plotly_chart(lens_heatmap(result, positions=window), width="stretch", key="lens_heatmap")
-    st.plotly_chart(kl_curve(result), width="stretch", key="lens_kl")
+    lens = {"model": request[0], "text": request[1], "top_k": request[2]}
+    show_figure(lens_heatmap(result, positions=window), name=f"lens-{request[0]}", key="lens_heatmap",
+                spec=figure_spec("lens_heatmap", [], positions=list(window), **lens), width="stretch")
+    show_figure(kl_curve(result), name=f"lens-kl-{request[0]}", key="lens_kl", spec=figure_spec("kl_curve", [], **lens),
+                width="stretch")
     st.caption(
         f"KL(p_final ‖ p_layer) in nats, mean over the {n} positions with the interquartile band; the last block "
         f"reads 0 by construction. Final norm `{result.params['final_norm']}`, unembedding "

@@ -4,8 +4,10 @@ import numpy as np
 import streamlit as st
 
 from core.errors import LayerscopeError
+from core.export import figure_spec
 from core.figures.probes import probe_curve
 from dashboard import analysis, widgets
+from dashboard.figure_export import show_figure
 
 AUTO_RUN_MAX_INPUTS = 5000  # smaller runs are probed on arrival; larger ones wait for the button
 
@@ -66,8 +68,12 @@ for column in columns:
               "on shuffled labels (Hewitt & Liang 2019), at the best layer")
     if getattr(result, "n_dropped", 0):
         st.caption(f"{result.n_dropped} inputs without a {column} value were left out.")
-    fig = probe_curve(result, title=f"{acts.model_name} on {acts.dataset_name}: probing {column}")
-    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",), key=f"probe_{column}")
+    title = f"{acts.model_name} on {acts.dataset_name}: probing {column}"
+    fig = probe_curve(result, title=title)
+    event = show_figure(fig, name=f"probe-{acts.model_name}-{column}",
+                        spec=figure_spec("probe_curve", [acts.key], column=column, title=title),
+                        data=result.to_frame(), key=f"probe_{column}", width="stretch", on_select="rerun",
+                        selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:
         layer_index = int(round(points[0]["x"]))

@@ -3,9 +3,11 @@
 import numpy as np
 import streamlit as st
 
+from core.export import figure_spec
 from core.figures.sae import density_histogram, feature_map
 from dashboard import jobs, widgets
 from dashboard import sae_services as ss
+from dashboard.figure_export import show_figure
 
 SORTS = {"density": "Firing density", "max_activation": "Max activation", "label_association": "Label association"}
 COLUMNS = 3
@@ -98,7 +100,8 @@ with widgets.user_errors():
     with map_col:
         hover = [f"feature {i} · {t}" for i, t in enumerate(ss.top_tokens(key, 4))]
         fig = feature_map(coords, stats, method=method.upper(), selected=selected, hover=hover)
-        event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points",), key="gallery_map")
+        event = show_figure(fig, name=f"sae-feature-map-{key}", spec=figure_spec(None, sae=key, method=method),
+                            key="gallery_map", width="stretch", on_select="rerun", selection_mode=("points",))
         points = event.selection.points if event and event.selection else []
         if points:
             clicked = int(np.ravel(points[0]["customdata"])[0])
@@ -126,4 +129,5 @@ with widgets.user_errors():
                 st.button("Open", key=f"open_{feature}", icon=":material/open_in_full:", on_click=open_card,
                           args=(int(feature),))
     with st.expander("Density of all latents"):
-        st.plotly_chart(density_histogram(stats), width="stretch", key="gallery_density")
+        show_figure(density_histogram(stats), name=f"sae-density-{key}", spec=figure_spec(None, sae=key),
+                    key="gallery_density", width="stretch")

@@ -3,9 +3,11 @@
 import numpy as np
 import streamlit as st
 
+from core.export import figure_spec
 from core.figures.sae import matching_figure
 from dashboard import sae_services as ss
 from dashboard import widgets
+from dashboard.figure_export import show_figure
 
 MAX_PAIRS_LISTED = 500
 
@@ -99,7 +101,8 @@ with widgets.user_errors():
     st.caption(f"Correlations over {result.n_rows:,} {level}.")
     for name, reason in result.reasons.items():
         st.caption(f"{name}: undefined — {reason}")
-    st.plotly_chart(matching_figure(result), width="stretch", key="match_histogram")
+    show_figure(matching_figure(result), name="sae-feature-matching", spec=figure_spec(None, saes=[a, b]),
+                key="match_histogram", width="stretch")
 
     table = result.table(stats_a, stats_b).head(MAX_PAIRS_LISTED)
     tokens_a, tokens_b = ss.top_tokens(a, 4), ss.top_tokens(b, 4)

@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory, check_tokens_run
+from core.export import figure_spec
 from core.figures.sae import training_curves
 from dashboard import sae_services as ss
 from dashboard import services, widgets
+from dashboard.figure_export import show_figure
 
 DETAILS = "sae_train_details"  # session state (and widget key): the SAE whose details are shown
 ARCH_NAMES = {"topk": "TopK (Gao et al. 2024)", "standard": "ReLU + L1 (Bricken et al. 2023)"}
@@ -78,8 +80,8 @@ def show_saes() -> None:
         if stopped:
             st.warning(f"Training stopped early: {stopped}", icon=":material/warning:")
         if entry.history.tokens:
-            st.plotly_chart(training_curves(entry.history, title=f"Training · {entry.label}"), width="stretch",
-                            key="sae_train_history")
+            show_figure(training_curves(entry.history, title=f"Training · {entry.label}"), name="sae-training",
+                        spec=figure_spec(None, sae=entry.key), key="sae_train_history", width="stretch")
         st.caption(f"Stored in SAELens' format (cfg.json + sae_weights.safetensors) at `{entry.path}`; "
                    f"{ev.n_tokens:,} held-out tokens.")
         st.page_link("views/sae_gallery.py", label="Browse its features in the gallery", icon=":material/grid_view:")

@@ -4,9 +4,11 @@ import numpy as np
 import streamlit as st
 
 from core.analysis.geometry import CURVATURE_VARIANTS
+from core.export import figure_spec
 from core.figures.geometry import curvature_by_layer_figure, trajectory_figure
 from dashboard import geometry_services as gs
 from dashboard import widgets
+from dashboard.figure_export import show_figure
 
 REFERENCE = "trajectory_reference"  # session state: (run key, variant) whose dataset curve was computed
 
@@ -77,18 +79,23 @@ with widgets.user_errors():
 
     left, right = st.columns(2, gap="medium")
     with left:
-        fig = trajectory_figure(vectors, tokens, layer=layer, variant=variant, skip_first=skip_first,
-                                title=f"{acts.model_name} · input {index} at {layer}")
-        st.plotly_chart(fig, width="stretch", key="trajectory_pca")
+        title = f"{acts.model_name} · input {index} at {layer}"
+        fig = trajectory_figure(vectors, tokens, layer=layer, variant=variant, skip_first=skip_first, title=title)
+        spec = figure_spec("trajectory", [acts.key], layer=layer, index=int(index), variant=variant,
+                           skip_first=bool(skip_first), title=title)
+        show_figure(fig, name=f"trajectory-input{index}-{layer}", spec=spec, key="trajectory_pca", width="stretch")
         st.caption("Arrows follow token order. Turning angles (hover) are measured in the full space; the "
                    "2-D PCA picture can bend them.")
     with right:
         reference = None
         if (acts.key, variant) in st.session_state.get(REFERENCE, set()):
             reference = gs.geometry_result(acts.key, ("curvature",), gs.options_key({"curvature_variant": variant}))
+        title = f"Curvature of input {index} by layer"
         fig = curvature_by_layer_figure(layers, per_layer, input_label=f"input {index}", reference=reference,
-                                        title=f"Curvature of input {index} by layer")
-        st.plotly_chart(fig, width="stretch", key="trajectory_curvature")
+                                        title=title)
+        spec = figure_spec("curvature_by_layer", [acts.key], index=int(index), variant=variant,
+                           reference=reference is not None, input_label=f"input {index}", title=title)
+        show_figure(fig, name=f"curvature-input{index}", spec=spec, key="trajectory_curvature", width="stretch")
         if reference is None:
             if st.button("Add the mean over all inputs", help="Computes curvature for every input and layer "
                          "(stored in the workspace)."):
