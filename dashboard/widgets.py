@@ -83,5 +83,17 @@ def open_run_or_error(run: dict):
         return None
 
 
+def current_run():
+    """The sidebar's run as Activations; stops the page with an empty state or an error if there is none."""
+    run = run_picker()
+    if run is None:
+        empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
+        st.stop()
+    acts = open_run_or_error(run)
+    if acts is None:
+        st.stop()
+    return acts
+
+
 def layer_label(layer: str, layers: list[str]) -> str:
     return f"{layers.index(layer)} · {layer}"

@@ -16,13 +16,7 @@ widgets.page_header(
     "when the layer changes.",
 )
 
-run = widgets.run_picker()
-if run is None:
-    widgets.empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
-    st.stop()
-acts = widgets.open_run_or_error(run)
-if acts is None:
-    st.stop()
+acts = widgets.current_run()
 
 layers = acts.layer_names
 labels = acts.table[acts.label_columns] if acts.label_columns else None

@@ -17,13 +17,7 @@ widgets.page_header(
     "shuffled-label control. Continuous labels use ridge regression and held-out R².",
 )
 
-run = widgets.run_picker()
-if run is None:
-    widgets.empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
-    st.stop()
-acts = widgets.open_run_or_error(run)
-if acts is None:
-    st.stop()
+acts = widgets.current_run()
 if not acts.label_columns:
     widgets.empty_state("This run has no label columns. Extract a dataset with labels (e.g. demo:sentences).",
                         page="views/workspace.py", label="Go to Workspace")
