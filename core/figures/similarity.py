@@ -61,6 +61,26 @@ def similarity_heatmap(
             name=result.label,
         )
     )
+    # heatmap cells cannot be selected in plotly: an invisible marker per cell makes a click
+    # on a cell a selection event carrying its two layer names
+    grid_x, grid_y = np.meshgrid(x, y)
+    cell_text = np.asarray(_cell_text(result), dtype=object)
+    fig.add_trace(
+        go.Scatter(
+            x=grid_x.ravel(),
+            y=grid_y.ravel(),
+            mode="markers",
+            name="cells",
+            showlegend=False,
+            marker={"symbol": "square", "size": 28, "color": "rgba(0,0,0,0)"},
+            customdata=np.stack(
+                [np.array(result.layers_a, dtype=object)[grid_y.ravel()],
+                 np.array(result.layers_b, dtype=object)[grid_x.ravel()]], axis=1
+            ),
+            text=cell_text.ravel(),
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
     if trace_best:
         best = best_match_per_layer(result)
         rows = np.flatnonzero(best >= 0)

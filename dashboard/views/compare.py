@@ -83,7 +83,13 @@ with widgets.user_errors():
                         selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:
-        st.session_state["compare_cell"] = (str(points[0]["y"]), str(points[0]["x"]))
+        picked = points[0].get("customdata")
+        if picked is not None and len(np.ravel(picked)) >= 2:  # a cell marker or a best-match marker
+            layer_a, layer_b = (str(v) for v in np.ravel(picked)[:2])
+        else:
+            layer_a = result.layers_a[int(round(points[0]["y"]))]
+            layer_b = result.layers_b[int(round(points[0]["x"]))]
+        st.session_state["compare_cell"] = (layer_a, layer_b)
     cell = st.session_state.get("compare_cell")
     if not cell or cell[0] not in acts_a.layer_names or cell[1] not in acts_b.layer_names:
         cell = best[:2] if best else (acts_a.layer_names[-1], acts_b.layer_names[-1])

@@ -24,8 +24,9 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     other = {name: layers[name] for name in list(layers)[:3]}
     result = similarity_matrix(layers, other, "mutual_knn", k=5)
     fig = similarity_heatmap(result)
-    assert [t.type for t in fig.data] == ["heatmap", "scatter"]
-    heatmap, best = fig.data
+    assert [t.type for t in fig.data] == ["heatmap", "scatter", "scatter"]
+    heatmap, cells, best = fig.data
+    assert len(cells.x) == 12 and list(cells.customdata[5]) == ["block1", "block2"]  # a click names both layers
     assert np.asarray(heatmap.z).shape == (4, 3)
     assert heatmap.colorbar.title.text == "mutual k-NN (k=5, no clipping)"
     assert list(best.y) == [0, 1, 2, 3] and list(best.x) == list(np.nanargmax(result.matrix, axis=1))
@@ -33,14 +34,14 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     assert fig.layout.yaxis.title.text == "A layer (A)" and fig.layout.xaxis.title.text == "B layer (B)"
     assert list(fig.layout.xaxis.ticktext) == list(other)
     assert fig.layout.title.text.startswith("mutual k-NN (k=5, no clipping): A vs B")
-    assert len(similarity_heatmap(result, trace_best=False).data) == 1
+    assert len(similarity_heatmap(result, trace_best=False).data) == 2
 
 
 def test_similarity_heatmap__nan_cells_explain_themselves_and_distances_reverse(layers):
     broken = dict(layers, block1=np.ones((40, 8)))
     result = similarity_matrix(broken, broken, "orthogonal_procrustes_distance")
     fig = similarity_heatmap(result, publication=True)
-    heatmap, best = fig.data
+    heatmap, _cells, best = fig.data
     assert "undefined: layer block1 is constant" in heatmap.text[1][0]
     assert heatmap.reversescale and heatmap.colorbar.title.text.endswith("(lower = more similar)")
     assert list(best.y) == [0, 2, 3] and list(best.x) == [0, 2, 3]  # each layer closest to itself

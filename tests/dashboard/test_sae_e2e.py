@@ -1,0 +1,156 @@
+"""End to end: the Feature gallery under `streamlit run` on 127.0.0.1, driven by headless Chromium (the system's).
+
+The workspace holds a small minilm tokens run (150 demo sentences, one layer) and one tiny
+TopK SAE trained on it (384 latents, 30 steps of 128 tokens). The test computes the feature
+statistics from the page, opens a card with its "Open" button and waits for that card's
+activation histogram.
+
+The server helpers are copied from test_e2e.py: `tests` is not a package (no __init__.py),
+so `from tests.dashboard.test_e2e import ...` depends on how pytest was started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("playwright")
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+PLOT = '[data-testid="stPlotlyChart"] .main-svg'
+REPO = Path(__file__).resolve().parents[2]
+LAYER = "encoder.layer.3"
+TINY = {"expansion": 1.0, "k": 8, "batch_size": 128, "training_tokens": 128 * 30, "lr": 2e-3, "dead_window": 1000}
+WAIT = 120_000  # ms: the first page run imports torch and transformers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_no_exception(page):
+    boxes = page.query_selector_all('[data-testid="stException"]')
+    assert not boxes, boxes[0].inner_text()[:2000]
+
+
+def wait_until_idle(page):
+    """Wait for the script run to end (Streamlit's running indicator is gone)."""
+    page.wait_for_timeout(500)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=WAIT)
+
+
+@pytest.fixture(scope="module")
+def sae_workspace(tmp_path_factory, minilm) -> Path:
+    """A workspace with a minilm tokens run of 150 demo sentences and one tiny SAE trained on it."""
+    import core
+    from core.analysis.sae import SAEConfig, train_sae_on_run
+
+    root = tmp_path_factory.mktemp("sae_e2e_ws")
+    store = core.Store(root)
+    acts = core.extract(minilm, core.load_dataset("demo:sentences", limit=150), layers=[LAYER], pooling="tokens",
+                        store=store)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny SAE steps are faster on one thread on a busy machine
+    try:
+        train_sae_on_run(acts, LAYER, SAEConfig(**TINY), store=store, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(sae_workspace):
+    port = free_port()
+    env = {**os.environ, "LAYERSCOPE_WORKSPACE": str(sae_workspace), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (make setup installs Debian's package)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_feature_gallery__compute_statistics_and_open_a_card(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(f"{server}/sae_gallery")
+    compute = page.get_by_role("button", name="Compute feature statistics")
+    compute.wait_for(timeout=WAIT)
+    assert_no_exception(page)
+    compute.click()
+
+    # the statistics pass ends in the same script run: the map, the full card and the grid of cards
+    open_buttons = page.locator('[class*="st-key-open_"] button')
+    open_buttons.first.wait_for(timeout=WAIT)
+    page.wait_for_selector(PLOT, timeout=WAIT)
+    page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+    assert_no_exception(page)
+    assert open_buttons.count() >= 2
+
+    # the statistics are stored now; a fresh page load shows the gallery without the compute step (clicking
+    # "Open" in the run that computed them leaves a stale copy of the page's widgets around while it reruns)
+    wait_until_idle(page)
+    page.reload()
+    open_buttons.first.wait_for(timeout=WAIT)
+    wait_until_idle(page)
+    assert_no_exception(page)
+
+    # open the second card (the first one is already shown in full)
+    target = page.locator('[class*="st-key-open_"]').nth(1)
+    feature = int(re.search(r"st-key-open_(\d+)", target.get_attribute("class")).group(1))
+    open_buttons.nth(1).click()
+    number = page.get_by_role("spinbutton", name="Open feature #")
+    expect(number).to_have_value(str(feature), timeout=WAIT)
+    # the full card is the column next to the map's (the one holding the "Open feature #" input)
+    card = page.locator('[data-testid="stColumn"]').filter(has=number).locator(
+        "xpath=following-sibling::div[@data-testid='stColumn'][1]")
+    expect(card.get_by_text(f"Feature {feature} ·")).to_be_visible(timeout=WAIT)
+    histogram = card.locator('[data-testid="stPlotlyChart"]').filter(
+        has=page.locator(".gtitle", has_text=f"Feature {feature}: activations when active"))
+    histogram.locator(".main-svg").first.wait_for(timeout=WAIT)
+    histogram.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(tmp_path / "card.png"))
+    card.screenshot(path=str(tmp_path / "card_only.png"))
+    assert_no_exception(page)
+    assert (tmp_path / "card.png").stat().st_size > 20_000
