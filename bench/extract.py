@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import core  # noqa: E402
+from core.extract import _TextFeeder  # noqa: E402
 
 BATCH_SIZE = 32
 
@@ -50,14 +51,10 @@ def layerscope(model, data) -> float:
 def time_ratio(repeats: int) -> None:
     model = core.load_model("minilm")
     data = core.load_dataset("demo:sentences")
-    # the same batches Layerscope runs: sorted by length, right-padded
-    ids = model.tokenizer(data.texts, truncation=True, max_length=model.max_length)["input_ids"]
-    order = np.argsort([-len(x) for x in ids], kind="stable")
-    batches = []
-    for start in range(0, len(order), BATCH_SIZE):
-        chunk = [ids[i] for i in order[start : start + BATCH_SIZE]]
-        padded = model.tokenizer.pad({"input_ids": chunk}, return_tensors="pt")
-        batches.append({k: v.to(model.device) for k, v in padded.items()})
+    # the very tensors Layerscope feeds the model: sorted by length, right-padded
+    feeder = _TextFeeder(model, data.texts, model.max_length)
+    order = np.argsort(-feeder.lengths, kind="stable")
+    batches = [feeder.batch(order[i : i + BATCH_SIZE])[0] for i in range(0, len(order), BATCH_SIZE)]
     bare_loop(model, batches[:2])  # warm-up
     bare, ours = [], []
     for _ in range(repeats):
