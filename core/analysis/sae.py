@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from core.device import pick_device
 from core.errors import DamagedEntryError, LayerscopeError
@@ -239,7 +240,7 @@ class SparseAutoencoder(nn.Module):
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_in) -> (n, d_sae) encoder pre-activations W_enc^T (x - b_dec) + b_enc (x already normalised)."""
         centred = x - self.b_dec if self.apply_b_dec_to_input else x
-        return centred @ self.W_enc + self.b_enc
+        return torch.addmm(self.b_enc, centred, self.W_enc)  # bias fused into the matmul
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """(n, d_sae) pre-activations -> sparse latent activations."""
@@ -379,9 +380,11 @@ class SAETrainer:
         pre = sae.pre_activations(x)  # (batch, d_sae)
         dead = self.tokens_since_fired >= cfg.dead_window
         if cfg.architecture == "topk":
-            top = pre.topk(sae.k, dim=-1)  # decode from the k survivors: (batch, k, d_in), not (batch, d_sae) x W_dec
+            top = pre.topk(sae.k, dim=-1)
             values = torch.relu(top.values)  # (batch, k)
-            recon = torch.einsum("bk,bkd->bd", values, sae.W_dec[top.indices]) + sae.b_dec
+            # decode from the k survivors only: a weighted bag of k decoder rows per token, whose
+            # backward is a sparse accumulation instead of a (batch, k, d_in) gather
+            recon = F.embedding_bag(top.indices, sae.W_dec, per_sample_weights=values, mode="sum") + sae.b_dec
             active = top.indices[values > 0]  # latent ids that fired, with repeats
             n_active = (values > 0).sum()
         else:
