@@ -8,31 +8,15 @@ named "matches (N)").
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from itertools import pairwise
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 CHART = '[data-testid="stPlotlyChart"]'
 PLOT = f"{CHART} .main-svg"
 TIMEOUT = 180_000  # ms: the first script run imports torch and computes the similarity matrix
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,42 +30,6 @@ def compare_workspace(tmp_path_factory, minilm):
     core.extract(twin, data, layers="all", pooling="mean", store=store)
     assert len(store.list_runs()) == 2
     return store
-
-
-@pytest.fixture(scope="module")
-def server(compare_workspace):
-    port = free_port()
-    env = {**os.environ, "LAYERSCOPE_WORKSPACE": str(compare_workspace.root), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium on this machine (make setup installs Debian's package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def assert_no_exception(page):
@@ -104,6 +52,11 @@ def charts(page) -> int:
 
 def linked_heading(page) -> str:
     return page.locator("h4", has_text="Linked maps").inner_text()
+
+
+@pytest.fixture(scope="module")
+def server(compare_workspace, streamlit_server):
+    return streamlit_server(compare_workspace.root)
 
 
 def test_compare_heatmap_click_and_linked_lasso(server, browser, tmp_path):

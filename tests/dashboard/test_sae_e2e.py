@@ -11,14 +11,7 @@ so `from tests.dashboard.test_e2e import ...` depends on how pytest was started.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,20 +22,11 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 PLOT = '[data-testid="stPlotlyChart"] .main-svg'
 REPO = Path(__file__).resolve().parents[2]
 LAYER = "encoder.layer.3"
 TINY = {"expansion": 1.0, "k": 8, "batch_size": 128, "training_tokens": 128 * 30, "lr": 2e-3, "dead_window": 1000}
 WAIT = 120_000  # ms: the first page run imports torch and transformers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_no_exception(page):
@@ -76,39 +60,8 @@ def sae_workspace(tmp_path_factory, minilm) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(sae_workspace):
-    port = free_port()
-    env = {**os.environ, "LAYERSCOPE_WORKSPACE": str(sae_workspace), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium on this machine (make setup installs Debian's package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+def server(sae_workspace, streamlit_server):
+    return streamlit_server(sae_workspace, OMP_NUM_THREADS="1")
 
 
 def test_feature_gallery__compute_statistics_and_open_a_card(server, browser, tmp_path):
