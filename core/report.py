@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.activations import display_tokens
 from core.errors import LayerscopeError
 from core.export import (
     FIGURES,
@@ -54,7 +55,6 @@ MAP_MAX_POINTS = 50_000  # the explorer draws a seeded subsample above this (das
 METHOD_AXES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 GEOMETRY_OPTIONS = {"curvature_variant": "signed", "id_method": "twonn", "entropy_alpha": 1.0}  # the page's defaults
 REPORT_GEOMETRY = ("curvature", "intrinsic_dimension")  # the Geometry page's default metrics
-_TOKEN_MARKS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}  # as dashboard.geometry_services.display_tokens
 
 
 class Context:
@@ -86,15 +86,6 @@ def _one(runs: Sequence[str], kind: str, count: int = 1) -> list[str]:
 
 def _labels(acts) -> pd.DataFrame | None:
     return acts.table[acts.label_columns] if acts.label_columns else None
-
-
-def _display_tokens(tokens: Sequence[str]) -> list[str]:
-    out = []
-    for token in tokens:
-        for mark, text in _TOKEN_MARKS.items():
-            token = token.replace(mark, text)
-        out.append(token)
-    return out
 
 
 # ----- recipes: one per figure the dashboard draws ------------------------------------------------
@@ -306,7 +297,7 @@ def trajectory_recipe(context: Context, runs, *, layer: str, index: int, variant
 
     acts = context.run(_one(runs, "trajectory")[0])
     vectors = acts.input_tokens(layer, int(index)).astype(np.float64)
-    tokens = _display_tokens(acts.tokens[acts.input_rows(int(index))])
+    tokens = display_tokens(acts.tokens[acts.input_rows(int(index))])
     fig = trajectory_figure(vectors, tokens, layer=layer, variant=variant, skip_first=skip_first,
                             title=title or f"{acts.model_name} · input {index} at {layer}")
     analysis = {"metric": "curvature (turning angle)", "variant": variant, "parameters": {"layer": layer,

@@ -112,6 +112,28 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+@contextlib.contextmanager
+def atomic_entry(final: Path, meta: Mapping[str, Any]) -> Iterator[Path]:
+    """Yield a temporary folder beside `final` to write an entry's files into.
+
+    When the block ends without an error, meta.json (with the sha256 of every file) is
+    written and the folder renamed to `final`, replacing an older entry; on an error
+    the temporary folder is removed. A reader never sees half an entry.
+    """
+    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        full = {**meta, "checksums": checksum_files(tmp)}
+        write_json_atomic(tmp / "meta.json", full)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 class Store:
     """A workspace folder holding runs (activations) and analysis results."""
 
@@ -231,29 +253,19 @@ class Store:
         """Write arrays + metadata atomically; returns the entry folder."""
         key = make_key({"kind": kind, **params})
         final = self.result_dir(kind, key)
-        tmp = final.with_name(f"{key}.{uuid.uuid4().hex}.tmp")
-        tmp.mkdir(parents=True)
-        try:
+        full_meta = {
+            "kind": kind,
+            "params": dict(params),
+            "arrays": list(arrays),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **(meta or {}),
+        }
+        with atomic_entry(final, full_meta) as tmp:
             for name, array in arrays.items():
                 array = np.asarray(array)
                 if array.dtype == object:
                     raise TypeError(f"result array {name!r} has dtype object; store numbers or strings")
                 np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-            full_meta = {
-                "kind": kind,
-                "params": dict(params),
-                "arrays": list(arrays),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                **(meta or {}),
-            }
-            full_meta["checksums"] = checksum_files(tmp)
-            write_json_atomic(tmp / "meta.json", full_meta)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
 
     def cached_result(

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 import core
+from core.activations import display_tokens
 from core.analysis.geometry import GeometryResult, curvature, geometry_by_layer
 from core.analysis.lens import LensResult, logit_lens
 from core.data import Dataset
@@ -24,8 +25,6 @@ from dashboard import services
 
 Progress = Callable[[int, int, str], None]
 TWIN_SEED = 0
-# how tokenizers mark word starts and line breaks in token strings, shown as text
-_TOKEN_MARKS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}
 
 
 # ----- geometry ------------------------------------------------------------------------
@@ -111,16 +110,6 @@ def extract_twin(run: Mapping[str, Any], progress: Progress | None = None, seed:
 
 
 # ----- one input's trajectory ------------------------------------------------------------
-def display_tokens(tokens: Sequence[str]) -> list[str]:
-    """Token strings as text: BPE marks (Ġ, ▁, Ċ) turned into spaces and newlines."""
-    out = []
-    for token in tokens:
-        for mark, text in _TOKEN_MARKS.items():
-            token = token.replace(mark, text)
-        out.append(token)
-    return out
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def input_trajectory(run_key: str, layer: str, index: int) -> tuple[np.ndarray, list[str]]:
     """(T, d) token vectors of input `index` at `layer`, and its T tokens as text."""

@@ -52,7 +52,7 @@ from torch.nn import functional as F
 
 from core.device import pick_device
 from core.errors import DamagedEntryError, LayerscopeError
-from core.store import Store, checksum_files, file_sha256, make_key, read_json, verify_entry, write_json_atomic
+from core.store import Store, atomic_entry, file_sha256, make_key, read_json, verify_entry
 
 if TYPE_CHECKING:
     from core.activations import Activations
@@ -1065,22 +1065,11 @@ def _write_entry(store: Store, key: str, sae: SparseAutoencoder, meta: Mapping[s
                  arrays: Mapping[str, np.ndarray]) -> Path:
     """Write an SAE entry under a temporary name, then rename: a reader never sees half of one."""
     final = _sae_dir(store, key)
-    tmp = final.with_name(f"{key}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    try:
+    full = {**meta, "kind": SAE_KIND, "key": key, "arrays": list(arrays), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with atomic_entry(final, full) as tmp:
         _write_saelens_files(sae, tmp)
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.asarray(array), allow_pickle=False)
-        full = {**meta, "kind": SAE_KIND, "key": key, "arrays": list(arrays),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        full["checksums"] = checksum_files(tmp)
-        write_json_atomic(tmp / "meta.json", full)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
