@@ -83,11 +83,16 @@ def open_run_or_error(run: dict):
         return None
 
 
-def current_run():
-    """The sidebar's run as Activations; stops the page with an empty state or an error if there is none."""
-    run = run_picker()
+def current_run(*, where: Callable[[dict], bool] | None = None,
+                empty: str = "No runs yet: extract activations first."):
+    """The sidebar's run (among those `where` accepts) as Activations.
+
+    Stops the page with `empty` and a link to the Workspace when there is none, or
+    with an st.error when the run cannot be opened.
+    """
+    run = run_picker(where=where)
     if run is None:
-        empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
+        empty_state(empty, page="views/workspace.py", label="Go to Workspace")
         st.stop()
     acts = open_run_or_error(run)
     if acts is None:

@@ -22,17 +22,9 @@ widgets.page_header(
     "there is one), evaluated on held-out inputs, stored in the workspace in SAELens' format.",
 )
 
-run = widgets.run_picker()
-if run is None:
-    widgets.empty_state(
-        "No runs yet: SAEs are trained on a run extracted with pooling='tokens' — extract one on the Workspace page.",
-        page="views/workspace.py",
-        label="Go to Workspace",
-    )
-    st.stop()
-acts = widgets.open_run_or_error(run)
-if acts is None:
-    st.stop()
+acts = widgets.current_run(
+    empty="No runs yet: SAEs are trained on a run extracted with pooling='tokens' — extract one on the Workspace page."
+)
 
 
 def show_saes() -> None:
@@ -101,7 +93,7 @@ with st.sidebar:
     layer = st.selectbox("Layer", layers, index=len(layers) // 2, key="sae_layer",
                          format_func=lambda name: widgets.layer_label(name, layers))
 d_in = acts.dim(layer)
-st.caption(f"{services.describe_run(run)} · {layer} · d = {d_in} · {int(acts.lengths.sum()):,} tokens")
+st.caption(f"{services.describe_run(acts.meta)} · {layer} · d = {d_in} · {int(acts.lengths.sum()):,} tokens")
 
 with st.form("sae_config"):
     architecture = st.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_NAMES.get, horizontal=True,
@@ -159,7 +151,7 @@ if submitted:
                 chart.plotly_chart(training_curves(live, title="Training (live)"), width="stretch")
                 last_draw[0] = time.time()
 
-        entry = ss.train(run, layer, config, progress=report)
+        entry = ss.train(acts.meta, layer, config, progress=report)
         for placeholder in (stop, bar, chart):
             placeholder.empty()
         st.session_state[DETAILS] = entry.key
@@ -171,7 +163,7 @@ with st.expander("Load an SAE trained elsewhere (SAELens folder: cfg.json + sae_
     import_first = st.toggle("Leave each input's first token out", value=True, key="sae_import_exclude_first")
     if st.button("Load SAELens SAE", icon=":material/upload:", disabled=not folder.strip(), key="sae_import"):
         with widgets.user_errors():
-            entry = ss.import_folder(folder, run, layer, exclude_first_token=import_first)
+            entry = ss.import_folder(folder, acts.meta, layer, exclude_first_token=import_first)
             st.session_state[DETAILS] = entry.key
             st.success(f"Loaded {entry.label}: FVE {entry.evaluation.fve:.3f} on this run's tokens.",
                        icon=":material/check_circle:")

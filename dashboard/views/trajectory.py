@@ -18,17 +18,10 @@ widgets.page_header(
     "at every token; and how curved that trajectory is at each layer.",
 )
 
-run = widgets.run_picker(where=lambda r: r["pooling"] == "tokens")
-if run is None:
-    widgets.empty_state(
-        "Trajectory needs a run extracted with pooling='tokens' — extract one on the Workspace page.",
-        page="views/workspace.py",
-        label="Go to Workspace",
-    )
-    st.stop()
-acts = widgets.open_run_or_error(run)
-if acts is None:
-    st.stop()
+acts = widgets.current_run(
+    where=lambda r: r["pooling"] == "tokens",
+    empty="Trajectory needs a run extracted with pooling='tokens' — extract one on the Workspace page.",
+)
 
 texts = acts.texts
 lengths = acts.lengths
@@ -47,7 +40,7 @@ with st.sidebar:
                        help="signed: arccos of the step cosine, 0-180° (Hosseini & Fedorenko). "
                        "abs: arccos of its absolute value, 0-90° (Skean et al.).")
     skip_first = st.toggle(
-        "Leave the first token out of the picture", value=bool(run["model"].get("is_causal_lm")),
+        "Leave the first token out of the picture", value=bool(acts.meta["model"].get("is_causal_lm")),
         help="Trained causal LMs give the first token huge activations (the attention sink); they fill the "
         "first principal component and squash the rest of the path to a dot. Angles and curvature still "
         "use every token.",
