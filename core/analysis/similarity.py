@@ -30,8 +30,12 @@ the problem (constant activations, k >= n, a trivially perfect SVCCA, ...);
 `similarity_matrix` prepares each layer once (centred features, kNN index sets, SVCCA
 bases, ranked RDMs, centred RBF Grams), in float64 on CUDA when present, then fills the
 La x Lb matrix from the prepared layers. Linear and debiased CKA pick the cheaper of two
-exact routes: feature-space products |Xa^T Xb|_F^2, or centred Grams streamed in row
-blocks (never n x n per layer held in memory).
+exact float64 routes: feature-space products |Xa^T Xb|_F^2, or centred Grams streamed in
+row blocks (never n x n per layer held in memory). Large linear-CKA matrices on the CPU
+(more than `_FLOAT32_MIN_WORK` float64 multiply-adds) build the Grams' upper triangles in
+float32 instead and add every product in float64: about 6x faster than a per-pair float64
+loop for 7 x 31 layers on 2,000 inputs, within ~1e-9 of it (bench/similarity.py). The
+single-pair functions always use float64.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ logger = logging.getLogger(__name__)
 SIMILARITY_VERSION = 1  # bump when a formula or convention changes: invalidates cached results
 DEFAULT_MAX_POINTS = 5000
 _BLOCK_BYTES = 256 * 2**20  # float64 working set of one block of Gram rows (all layers together)
+_FLOAT32_MIN_WORK = 1e9  # float64 multiply-adds (~0.01-0.1 s) below which linear-CKA matrices stay in float64
+_GRAM_BLOCK_BYTES = 32 * 2**20  # float32 Gram rows of one side's layers per block (CPU linear-CKA route)
 _PREPARED_BYTES = 2 * 2**30  # prepared layers held at once; beyond it layers are prepared again per group
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -75,14 +81,17 @@ def _as_tensor(X: Any, name: str, device: torch.device) -> torch.Tensor:
         raise LayerscopeError(f"{name} must hold real numbers; got dtype {array.dtype}")
     if array.shape[1] == 0:
         raise LayerscopeError(f"{name} has no features (shape {array.shape})")
-    tensor = torch.from_numpy(np.array(array, dtype=np.float64)).to(device)
-    finite = torch.isfinite(tensor)
-    if not bool(finite.all()):
-        raise LayerscopeError(
-            f"{name} has {int((~finite).sum())} non-finite values (NaN or inf); similarity needs finite "
-            "activations (float16 overflow, or inputs without tokens in a tokens run?)"
-        )
-    return tensor + 0.0
+    values = np.array(array, dtype=np.float64)
+    values += 0.0  # in place: -0.0 becomes 0.0
+    tensor = torch.from_numpy(values).to(device)
+    if not math.isfinite(float(tensor.sum())):  # one pass; count only when something is off
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise LayerscopeError(
+                f"{name} has {bad} non-finite values (NaN or inf); similarity needs finite "
+                "activations (float16 overflow, or inputs without tokens in a tokens run?)"
+            )
+    return tensor
 
 
 def _pair_tensors(X: Any, Y: Any, device: str | torch.device | None, min_rows: int, metric: str):
@@ -102,9 +111,10 @@ def _check_rows(n: int, min_rows: int, metric: str) -> None:
 
 
 def _centre(X: torch.Tensor) -> torch.Tensor:
-    """X minus its column means; constant columns become exactly 0 (no round-off residue)."""
+    """X minus its column means, in place (X is always `_as_tensor`'s own copy); constant columns
+    become exactly 0 (no round-off residue)."""
     constant = X.amin(dim=0) == X.amax(dim=0)
-    return X - torch.where(constant, X[0], X.mean(dim=0))
+    return X.sub_(torch.where(constant, X[0], X.mean(dim=0)))
 
 
 def _constant_error(name: str, n: int, why: str) -> LayerscopeError:
@@ -125,7 +135,7 @@ def _centred(X: torch.Tensor, name: str, why: str = "CKA is 0/0") -> _Centred:
     Xc = _centre(X)
     if d > n:  # Xc^T = Q R: Xc = R^T Q^T, so R^T keeps every inner product between rows
         Xc = torch.linalg.qr(Xc.T, mode="r").R.T  # (n, n)
-    ssr = (Xc * Xc).sum(dim=1)
+    ssr = torch.linalg.vector_norm(Xc, dim=1).square()
     if not bool((ssr > 0).any()):
         raise _constant_error(name, n, why)
     return _Centred(Xc, ssr)
@@ -160,18 +170,28 @@ def _gram_rows(c: _Centred, means: torch.Tensor | None, i0: int, i1: int) -> tor
     return K
 
 
-def _cka_matrix(A: Sequence[_Centred], B: Sequence[_Centred], debiased: bool, symmetric: bool) -> np.ndarray:
-    """(len(A), len(B)) linear or debiased CKA by the cheaper exact route.
+def _cka_matrix(A: Sequence[_Centred], B: Sequence[_Centred], debiased: bool, symmetric: bool,
+                allow_float32: bool = False) -> np.ndarray:
+    """(len(A), len(B)) linear or debiased CKA by the cheapest route.
 
+    The float64 routes are exact. With `allow_float32`, linear CKA on the CPU whose float64
+    work exceeds `_FLOAT32_MIN_WORK` takes float32 Grams with float64 sums when that is
+    cheaper (within about 1e-9 of float64; see `_linear_cka_by_float32_grams`).
     symmetric: A and B are the same layers; only the upper triangle is computed.
     """
     n = A[0].P.shape[0]
     ra = np.array([a.P.shape[1] for a in A], dtype=float)
     rb = np.array([b.P.shape[1] for b in B], dtype=float)
     share = 0.5 if symmetric else 1.0
+    # multiply-adds in float64
     feature_cost = n * (share * ra.sum() * rb.sum() + (ra**2).sum() + (0 if symmetric else (rb**2).sum()))
     gram_cost = n * n * (ra.sum() + (0 if symmetric else rb.sum()) + len(A) * len(B))
-    if gram_cost < feature_cost:
+    # float32 BLAS runs about 3x faster than float64 on a CPU, and only upper triangles are built
+    float32_cost = gram_cost / 6.0
+    if (allow_float32 and not debiased and A[0].P.device.type == "cpu"
+            and min(feature_cost, gram_cost) > _FLOAT32_MIN_WORK and float32_cost < feature_cost):
+        out = _linear_cka_by_float32_grams(A, B, symmetric)
+    elif gram_cost < feature_cost:
         out = _cka_by_gram_rows(A, B, debiased, symmetric)
     else:
         out = _cka_by_features(A, B, debiased, symmetric)
@@ -220,6 +240,73 @@ def _cka_by_gram_rows(A: Sequence[_Centred], B: Sequence[_Centred], debiased: bo
     out = (cross / torch.sqrt(sq_a[:, None] * sq_b[None, :])).cpu().numpy()  # layers are never constant here
     if symmetric:
         np.fill_diagonal(out, np.where(sq_a.cpu().numpy() > 0, 1.0, np.nan))
+    return out
+
+
+def _float32_features(c: _Centred) -> torch.Tensor:
+    return c.P.to(torch.float32).contiguous()
+
+
+def _gram_block(P: Sequence[torch.Tensor], r0: int, r1: int, buffer: np.ndarray) -> np.ndarray:
+    """(len(P), r1 - r0, n - r0): rows r0:r1 of each float32 Gram from column r0 on (upper
+    triangle), written into the front of the flat `buffer`."""
+    n = P[0].shape[0]
+    out = buffer[: len(P) * (r1 - r0) * (n - r0)].reshape(len(P), r1 - r0, n - r0)
+    for k, p in enumerate(P):
+        torch.mm(p[r0:r1], p[r0:].T, out=torch.from_numpy(out[k]))
+    return out
+
+
+def _row_dots(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
+    """(La, Lb) sums over the block of ga[i] * gb[j]: one float32 dot per row, rows added in float64."""
+    return np.matmul(ga.transpose(1, 0, 2), gb.transpose(1, 2, 0)).sum(axis=0, dtype=np.float64)
+
+
+def _upper_dots(ga: np.ndarray, gb: np.ndarray, width: int) -> np.ndarray:
+    """Frobenius products over the whole symmetric Grams, from a block of their upper triangles:
+    the square block on the diagonal (first `width` columns) counts once, the rest twice."""
+    return 2.0 * _row_dots(ga, gb) - _row_dots(ga[:, :, :width], gb[:, :, :width])
+
+
+def _upper_squares(g: np.ndarray, width: int) -> np.ndarray:
+    """(L,) `_upper_dots` of each Gram in the block with itself (one float32 dot per row)."""
+    def squares(h: np.ndarray) -> np.ndarray:
+        return np.matmul(h[:, :, None, :], h[:, :, :, None])[:, :, 0, 0].sum(axis=1, dtype=np.float64)
+    return 2.0 * squares(g) - squares(g[:, :, :width])
+
+
+def _linear_cka_by_float32_grams(A: Sequence[_Centred], B: Sequence[_Centred], symmetric: bool) -> np.ndarray:
+    """Linear CKA <Ka, Kb> / (|Ka| |Kb|) from float32 centred Grams, on the CPU.
+
+    The data are centred in float64 first; each Gram entry is then a float32 dot of at most
+    d terms, each row's Frobenius-product term a float32 dot of at most n terms, and the
+    rows are added in float64, so values agree with the float64 formula to about 1e-9 on
+    real activations (bench/similarity.py prints the difference). Grams are built in blocks
+    of rows of their upper triangles (`_GRAM_BLOCK_BYTES` per side), never held whole.
+    symmetric: A and B are the same layers.
+    """
+    n = A[0].P.shape[0]
+    PA = [_float32_features(a) for a in A]
+    PB = PA if symmetric else [_float32_features(b) for b in B]
+    rows = int(np.clip(_GRAM_BLOCK_BYTES // (4 * n * max(len(PA), len(PB))), 8, n))
+    buffer_a = np.empty(len(PA) * rows * n, dtype=np.float32)
+    buffer_b = buffer_a if symmetric else np.empty(len(PB) * rows * n, dtype=np.float32)
+    cross = np.zeros((len(A), len(B)))
+    sq_a, sq_b = np.zeros(len(A)), np.zeros(len(B))
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        ga = _gram_block(PA, r0, r1, buffer_a)
+        gb = ga if symmetric else _gram_block(PB, r0, r1, buffer_b)
+        cross += _upper_dots(ga, gb, r1 - r0)
+        if not symmetric:
+            sq_a += _upper_squares(ga, r1 - r0)
+            sq_b += _upper_squares(gb, r1 - r0)
+    if symmetric:
+        sq_a = sq_b = np.diag(cross).copy()
+    out = cross / np.sqrt(np.outer(sq_a, sq_b))  # layers are never constant here
+    if symmetric:
+        out = np.triu(out) + np.triu(out, 1).T
+        np.fill_diagonal(out, 1.0)
     return out
 
 
@@ -867,7 +954,8 @@ def _compute(
                 ok_b = [j for j in group_b if get("B", names_b[j]) is not None]
                 if ok_a and ok_b:
                     block = _cka_matrix([get("A", names_a[i]) for i in ok_a], [get("B", names_b[j]) for j in ok_b],
-                                        metric == "debiased_cka", tile_symmetric and ok_a == ok_b)
+                                        metric == "debiased_cka", tile_symmetric and ok_a == ok_b,
+                                        allow_float32=True)
                     matrix[np.ix_(ok_a, ok_b)] = block
                 done += len(group_a) * len(group_b)
                 if progress is not None:

@@ -438,6 +438,38 @@ def test_similarity_matrix__gram_row_and_feature_routes_agree(rng, monkeypatch, 
         np.testing.assert_allclose(by_grams, by_features, atol=1e-10)
 
 
+def test_linear_cka__float32_gram_blocks_agree_with_float64_routes(rng, monkeypatch):
+    monkeypatch.setattr(similarity, "_GRAM_BLOCK_BYTES", 4 * 53 * 3 * 9)  # 9 rows per block: 6 blocks, a ragged last
+    layers = [similarity._centred(torch.from_numpy(X), "X") for X in _layers(rng, n=53, widths=(4, 60, 9)).values()]
+    others = [similarity._centred(torch.from_numpy(X), "Y") for X in _layers(rng, n=53, widths=(30, 3)).values()]
+    for A, B, symmetric in ((layers, others, False), (layers, layers, True)):
+        by_float32 = similarity._linear_cka_by_float32_grams(A, B, symmetric)
+        np.testing.assert_allclose(by_float32, similarity._cka_by_features(A, B, False, symmetric), atol=1e-6)
+    np.testing.assert_array_equal(np.diag(by_float32), 1.0)
+    np.testing.assert_array_equal(by_float32, by_float32.T)
+
+
+def test_similarity_matrix__float32_route_on_real_activations_matches_kornblith_within_1e_6(
+    session_store, minilm, monkeypatch
+):
+    import core
+
+    data = core.load_dataset("demo:sentences", limit=300)
+    trained = core.extract(minilm, data, layers="all", pooling="mean", store=session_store)
+    untrained = core.extract(core.load_model("minilm", reinit=True, seed=0, device="cpu"), data, layers="all",
+                             pooling="mean", store=session_store)
+    calls = []
+    float32_route = similarity._linear_cka_by_float32_grams
+    monkeypatch.setattr(similarity, "_linear_cka_by_float32_grams", lambda *a: calls.append(1) or float32_route(*a))
+    monkeypatch.setattr(similarity, "_FLOAT32_MIN_WORK", 0)
+    result = similarity_matrix(trained, untrained, "linear_cka", device="cpu")
+    assert calls, "the float32 Gram route was not taken"
+    expected = np.array([[ref_feature_space_linear_cka(trained[a].astype(np.float64), untrained[b].astype(np.float64))
+                          for b in untrained.layer_names] for a in trained.layer_names])
+    np.testing.assert_allclose(result.matrix, expected, atol=1e-6)
+    assert np.ptp(expected) > 0.1  # a real spread of values, not all near 0 or 1
+
+
 @pytest.mark.parametrize("metric", ["linear_cka", "rsa", "mutual_knn"])
 def test_similarity_matrix__layers_beyond_the_memory_budget_give_the_same_matrix(rng, monkeypatch, metric):
     A, B = _layers(rng, widths=(6, 9, 12, 5)), _layers(rng, widths=(7, 8, 3))
