@@ -89,7 +89,8 @@ def main() -> None:
         times_reused.append(t)
     t_naive, t_reused = statistics.median(times_naive), statistics.median(times_reused)
     difference = float(np.nanmax(np.abs(m_naive - m_reused)))
-    print(f"  numpy loop, each pair from scratch: {t_naive:7.2f} s (median of {args.repeats}; first {times_naive[0]:.2f} s)")
+    print(f"  numpy loop, each pair from scratch: {t_naive:7.2f} s (median of {args.repeats}; "
+          f"first {times_naive[0]:.2f} s)")
     print(f"  similarity_matrix (max_points=None): {t_reused:7.2f} s (median of {args.repeats}; "
           f"first {times_reused[0]:.2f} s)")
     print(f"  speed-up loop / similarity_matrix: {t_naive / t_reused:.2f}x   max |difference|: {difference:.1e}")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,54 @@ def workspace_env(demo_workspace, monkeypatch):
 def empty_workspace_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERSCOPE_WORKSPACE", str(tmp_path / "empty"))
     return tmp_path / "empty"
+
+
+VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
+APPTEST_TIMEOUT = 240  # seconds per script run: the first run imports torch and transformers
+
+
+def _entry_point(folder: Path, page: str, pages: tuple[str, ...]) -> Path:
+    """An app entry like dashboard/app.py registering `pages` (files in dashboard/views), `page` the default.
+
+    The pages' st.page_link("views/...") calls need their targets registered, which a page run
+    on its own does not have (AppTest.from_file on the page alone fails with
+    StreamlitPageNotFoundError in its empty states); app.py itself is not used because it starts
+    the UMAP warm-up (a minute of numba).
+    """
+    (folder / "views").symlink_to(VIEWS, target_is_directory=True)
+    listed = ",\n".join(
+        f"    st.Page(VIEWS / {name!r}, title={name[:-3]!r}{', default=True' if name == page else ''})"
+        for name in pages
+    )
+    script = folder / "app.py"
+    script.write_text(
+        "from pathlib import Path\nimport streamlit as st\n"
+        f"VIEWS = Path({str(VIEWS)!r})\n"
+        f"st.navigation([\n{listed},\n]).run()\n"
+    )
+    return script
+
+
+@pytest.fixture()
+def page_app(tmp_path, monkeypatch):
+    """page_app(page, workspace, pages) -> AppTest of `page` (under an entry registering `pages`)
+    with LAYERSCOPE_WORKSPACE pointing at `workspace`; streamlit's caches are cleared around each test."""
+    import streamlit
+    from streamlit.testing.v1 import AppTest
+
+    from core.store import WORKSPACE_ENV
+
+    def make(page: str, workspace: Path, pages: tuple[str, ...]) -> AppTest:
+        monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
+        folder = tmp_path / f"entry_{page[:-3]}"
+        folder.mkdir()
+        return AppTest.from_file(str(_entry_point(folder, page, pages)), default_timeout=APPTEST_TIMEOUT)
+
+    streamlit.cache_data.clear()  # list_runs and results are cached per process, across tests
+    streamlit.cache_resource.clear()
+    yield make
+    streamlit.cache_data.clear()
+    streamlit.cache_resource.clear()
 
 
 def _free_port() -> int:

@@ -4,7 +4,6 @@ against `streamlit run`, on a workspace holding one minilm run with pooling="tok
 
 from __future__ import annotations
 
-
 import pytest
 
 pytestmark = pytest.mark.slow

@@ -1,12 +1,7 @@
 """AppTest tests of the Geometry, Trajectory and Logit lens pages on a real minilm tokens run.
 
-A page is run under a small st.navigation entry point written next to a `views` link to
-dashboard/views, the same layout as dashboard/app.py: the pages' st.page_link("views/...")
-calls need their target pages registered, which a page run on its own does not have
-(AppTest.from_file on the page alone fails with StreamlitPageNotFoundError in its empty
-states). app.py itself is not used because it starts the UMAP warm-up (a minute of numba).
+Each page runs under a small st.navigation entry registering PAGES (conftest's `page_app`).
 """
-
 from __future__ import annotations
 
 import json
@@ -16,30 +11,12 @@ from pathlib import Path
 import pytest
 
 streamlit = pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-import core  # noqa: E402
-from core.store import WORKSPACE_ENV, Store  # noqa: E402
+import core
+from core.store import Store
 
-VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 PAGES = ("geometry.py", "trajectory.py", "lens.py", "workspace.py", "explorer.py", "home.py")
-TIMEOUT = 240  # seconds per script run: the first run imports torch and transformers
-
-
-def _entry_point(folder: Path, page: str) -> Path:
-    """An app entry like dashboard/app.py whose default page is `page`."""
-    (folder / "views").symlink_to(VIEWS, target_is_directory=True)
-    pages = ",\n".join(
-        f"    st.Page(VIEWS / {name!r}, title={name[:-3]!r}{', default=True' if name == page else ''})"
-        for name in PAGES
-    )
-    script = folder / "app.py"
-    script.write_text(
-        "from pathlib import Path\nimport streamlit as st\n"
-        f"VIEWS = Path({str(VIEWS)!r})\n"
-        f"st.navigation([\n{pages},\n]).run()\n"
-    )
-    return script
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +29,9 @@ def tokens_workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def app(tmp_path, monkeypatch):
-    """app(page, workspace) -> AppTest of that page with LAYERSCOPE_WORKSPACE pointing at `workspace`."""
-
-    def make(page: str, workspace: Path) -> AppTest:
-        monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
-        folder = tmp_path / f"entry_{page[:-3]}"
-        folder.mkdir()
-        return AppTest.from_file(str(_entry_point(folder, page)), default_timeout=TIMEOUT)
-
-    streamlit.cache_data.clear()  # list_runs and results are cached per process, across tests
-    yield make
-    streamlit.cache_data.clear()
+def app(page_app):
+    """app(page, workspace) -> AppTest of that page (conftest's `page_app` with this module's PAGES)."""
+    return lambda page, workspace: page_app(page, workspace, PAGES)
 
 
 def _figures(at: AppTest) -> list[dict]:

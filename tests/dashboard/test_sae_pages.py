@@ -1,7 +1,6 @@
 """AppTest tests of the Train SAE, Feature gallery and Feature matching pages on a real minilm tokens run.
 
-Pages run under a small st.navigation entry written next to a `views` link to dashboard/views
-(the pages' st.page_link targets must be registered; see test_geometry_pages.py). SAEs are tiny
+Each page runs under a small st.navigation entry registering PAGES (conftest's `page_app`). SAEs are tiny
 (384 latents, a few dozen steps) so that a page run stays short.
 """
 
@@ -18,12 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.analysis.sae import SAEConfig, SparseAutoencoder, list_saes, save_saelens, train_sae_on_run
-from core.store import WORKSPACE_ENV, Store
+from core.store import Store
 
-VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 PAGES = ("sae_train.py", "sae_gallery.py", "sae_match.py", "workspace.py")
 LAYER = "encoder.layer.3"
-TIMEOUT = 240  # seconds per script run: the first run imports torch and transformers
 TINY = {"expansion": 1.0, "k": 8, "batch_size": 128, "training_tokens": 128 * 30, "lr": 2e-3, "dead_window": 1000}
 
 
@@ -34,21 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _entry_point(folder: Path, page: str) -> Path:
-    (folder / "views").symlink_to(VIEWS, target_is_directory=True)
-    pages = ",\n".join(
-        f"    st.Page(VIEWS / {name!r}, title={name[:-3]!r}{', default=True' if name == page else ''})"
-        for name in PAGES
-    )
-    script = folder / "app.py"
-    script.write_text(
-        "from pathlib import Path\nimport streamlit as st\n"
-        f"VIEWS = Path({str(VIEWS)!r})\n"
-        f"st.navigation([\n{pages},\n]).run()\n"
-    )
-    return script
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +46,9 @@ def tokens_workspace(tmp_path_factory, minilm) -> Path:
 
 
 @pytest.fixture()
-def app(tmp_path, monkeypatch):
-    def make(page: str, workspace: Path) -> AppTest:
-        monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
-        folder = tmp_path / f"entry_{page[:-3]}"
-        folder.mkdir()
-        return AppTest.from_file(str(_entry_point(folder, page)), default_timeout=TIMEOUT)
-
-    streamlit.cache_data.clear()
-    streamlit.cache_resource.clear()
-    yield make
-    streamlit.cache_data.clear()
-    streamlit.cache_resource.clear()
+def app(page_app):
+    """app(page, workspace) -> AppTest of that page (conftest's `page_app` with this module's PAGES)."""
+    return lambda page, workspace: page_app(page, workspace, PAGES)
 
 
 def _figures(at: AppTest) -> list[dict]:
