@@ -18,10 +18,12 @@ import importlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -242,19 +244,49 @@ def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
     return wrap_hf(str(folder), model, tokenizer, f"{config.model_type} from {folder.name}", weight_files_hash(folder))
 
 
-def _from_hub(hub_id: str, *, trust_remote_code: bool) -> LoadedModel:
-    from transformers import AutoConfig, AutoTokenizer
-
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, or None. One TCP connection instead of huggingface_hub's
+    retries (about 25 s on a closed network). Skipped behind a proxy, which only the HTTP client knows."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        config = AutoConfig.from_pretrained(hub_id, trust_remote_code=trust_remote_code)
-        model = hf_model_from(hub_id, causal=_is_causal_config(config), trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(hub_id, trust_remote_code=trust_remote_code)
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port} is not reachable: {err.strerror or err}"
+    return None
+
+
+def _from_hub(hub_id: str, *, trust_remote_code: bool) -> LoadedModel:
+    try:  # the local cache first (no network), then the hub if it can be reached
+        return _load_hub(hub_id, trust_remote_code, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    why = "HF_HUB_OFFLINE is set" if offline else _hub_unreachable()
+    if why is not None:
+        raise LayerscopeError(
+            f"could not load {hub_id!r} from the Hugging Face hub: it is not cached here and {why}. "
+            "Download it on a machine with network and pass the folder path instead"
+        )
+    try:
+        return _load_hub(hub_id, trust_remote_code, local_files_only=False)
     except (OSError, ValueError, KeyError) as err:
         raise LayerscopeError(
             f"could not load {hub_id!r} from the Hugging Face hub: it is not cached here and the hub "
-            f"could not be reached or does not have it ({_first_line(err)}). Download it on a machine "
+            f"does not have it or could not serve it ({_first_line(err)}). Download it on a machine "
             "with network and pass the folder path instead"
         ) from err
+
+
+def _load_hub(hub_id: str, trust_remote_code: bool, local_files_only: bool) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    options = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
+    config = AutoConfig.from_pretrained(hub_id, **options)
+    model = hf_model_from(hub_id, causal=_is_causal_config(config), **options)
+    tokenizer = AutoTokenizer.from_pretrained(hub_id, **options)
     revision = getattr(config, "_commit_hash", None) or "unknown"
     weights = hashlib.sha256(f"{hub_id}@{revision}".encode()).hexdigest()[:20]
     return wrap_hf(hub_id, model, tokenizer, f"{config.model_type} from the hub", weights)

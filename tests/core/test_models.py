@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import textwrap
 
 import pytest
@@ -49,6 +51,18 @@ def test_load_model__local_hf_folder(tmp_path, minilm):
 def test_load_model__hub_id_without_network_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(LayerscopeError, match="could not load 'nobody/no-such-model' from the Hugging Face hub"):
+        core.load_model("nobody/no-such-model")
+
+
+def test_load_model__hub_id_with_the_hub_unreachable_names_the_host(monkeypatch):
+    with socket.socket() as closed:  # a local port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(LayerscopeError, match=rf"not cached here and 127\.0\.0\.1:{port} is not reachable"):
         core.load_model("nobody/no-such-model")
 
 
