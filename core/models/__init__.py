@@ -224,7 +224,7 @@ def wrap_hf(name: str, model: nn.Module, tokenizer, description: str, weights_ha
 
 def _is_causal_config(config) -> bool:
     architectures = getattr(config, "architectures", None) or []
-    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures)
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
 
 
 def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
