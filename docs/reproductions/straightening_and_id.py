@@ -8,9 +8,10 @@ sentence vectors (Facco et al. 2017, as used by Cheng et al. 2024).
 
     python docs/reproductions/straightening_and_id.py [--workspace ./workspace]
 
-Writes into docs/reproductions/figures/: curvature and ID figures as HTML and PNG
-(PNG needs kaleido + Chromium; the HTML is always written) and the numbers as CSV,
-then prints the table. Everything goes through the store: a second run reads it back.
+Writes into docs/reproductions/figures/: curvature and ID figures as PNG (kaleido +
+Chromium) and the numbers as CSV, then prints the table. `--html` adds standalone HTML
+figures (plotly.js inline, about 5 MB each, open offline); without Chromium the HTML is
+written instead of the PNG. Everything goes through the store: a second run reads it back.
 """
 
 from __future__ import annotations
@@ -120,16 +121,18 @@ def table(results: dict[str, GeometryResult], infos: dict[str, dict]) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def save_figure(fig, stem: Path) -> list[str]:
-    """HTML always; PNG via kaleido when a Chromium is available. Returns what was written."""
+def save_figure(fig, stem: Path, html: bool) -> list[str]:
+    """PNG via kaleido when a Chromium is available; standalone HTML when asked or when the PNG fails."""
     written = []
-    fig.write_html(stem.with_suffix(".html"), include_plotlyjs="cdn")
-    written.append(stem.with_suffix(".html").name)
     try:
         fig.write_image(stem.with_suffix(".png"), width=900, height=560, scale=2)
         written.append(stem.with_suffix(".png").name)
-    except Exception as err:  # kaleido or Chromium missing: keep the HTML, say so
-        logger.warning("PNG export of %s failed (%s); the HTML is written", stem.name, err)
+    except Exception as err:  # kaleido or Chromium missing: write the HTML instead, say so
+        logger.warning("PNG export of %s failed (%s); writing the HTML instead", stem.name, err)
+        html = True
+    if html:
+        fig.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
+        written.append(stem.with_suffix(".html").name)
     return written
 
 
@@ -158,6 +161,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "figures"), help="where figures and the CSV go")
     parser.add_argument("--seed", type=int, default=0, help="seed of the re-initialised twin and the ID subsample")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+    parser.add_argument("--html", action="store_true", help="also write standalone HTML figures (~5 MB each)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)  # our progress only: kaleido and Chromium log a lot at INFO
@@ -180,7 +184,7 @@ def main(argv=None) -> int:
     for metric in METRICS:
         fig = geometry_curves(results, metric, relative_depth=True, controls=[untrained], title=titles[metric],
                               publication=True)
-        written += save_figure(fig, out / f"{metric}_trained_vs_untrained")
+        written += save_figure(fig, out / f"{metric}_trained_vs_untrained", args.html)
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_rows", 200)
