@@ -46,5 +46,6 @@ def open_run(key: str) -> core.Activations:
 
 
 def describe_run(run: dict) -> str:
-    """One line naming a run: model · dataset · pooling · layers."""
-    return f"{run['model']['name']} · {run['dataset']['name']} · {run['pooling']} · {len(run['layers'])} layers"
+    """One line naming a run: model · dataset · inputs · pooling · layers."""
+    return (f"{run['model']['name']} · {run['dataset']['name']} · {run['n_inputs']:,} inputs · {run['pooling']} · "
+            f"{len(run['layers'])} layers")

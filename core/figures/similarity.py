@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.analysis.similarity import SimilarityResult, best_match_per_layer
-from core.figures.style import CONTINUOUS, color_for, style_figure
+from core.figures.style import CONTINUOUS, color_for, compact_layer_names, style_figure
 
 
 def _cell_text(result: SimilarityResult) -> list[list[str]]:
@@ -109,11 +109,14 @@ def similarity_heatmap(
         y_title=f"{model_a} layer (A)",
         publication=publication,
     )
-    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=list(result.layers_b), showgrid=False,
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=compact_layer_names(result.layers_b), showgrid=False,
                      range=[-0.5, len(x) - 0.5])
-    fig.update_yaxes(tickmode="array", tickvals=y, ticktext=list(result.layers_a), showgrid=False,
+    fig.update_yaxes(tickmode="array", tickvals=y, ticktext=compact_layer_names(result.layers_a), showgrid=False,
                      range=[-0.5, len(y) - 0.5])
-    fig.update_layout(legend={"orientation": "h", "y": -0.25}, hovermode="closest")
+    # the legend above the plot, right-aligned: below it would collide with long rotated tick labels
+    fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      hovermode="closest")
+    fig.update_xaxes(automargin=True)
     return fig
 
 

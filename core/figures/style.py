@@ -6,6 +6,10 @@ white background, larger fonts, the Okabe-Ito colour-blind-safe palette.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Sequence
+
 import plotly.graph_objects as go
 
 # Okabe & Ito (2008), colour-blind safe; extended with Tableau-like tones for >8 classes
@@ -22,6 +26,27 @@ FONT = "Inter, Helvetica Neue, Arial, sans-serif"
 
 def color_for(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def compact_layer_names(names: Sequence[str]) -> list[str]:
+    """Short tick labels for an axis of layers (hover keeps the full names).
+
+    The dotted prefix all names share is dropped, then blocks "stem.N" of the stem most names
+    use become "N": "model.embed_tokens", "model.layers.12" -> "embed_tokens", "12";
+    "embeddings", "encoder.layer.0" -> "embeddings", "0". Other names are left as they are.
+    """
+    parts = [name.split(".") for name in names]
+    shared = 0
+    while all(len(p) > shared + 1 for p in parts) and len({p[shared] for p in parts}) == 1:
+        shared += 1
+    tails = [".".join(p[shared:]) for p in parts]
+    stems = Counter(tail.rsplit(".", 1)[0] for tail in tails if re.fullmatch(r".+\.\d+", tail))
+    if not stems:
+        return tails
+    stem, count = stems.most_common(1)[0]
+    if count * 2 < len(tails):
+        return tails
+    return [tail[len(stem) + 1 :] if re.fullmatch(re.escape(stem) + r"\.\d+", tail) else tail for tail in tails]
 
 
 def style_figure(

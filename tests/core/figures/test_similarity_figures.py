@@ -7,6 +7,7 @@ import pytest
 
 from core.analysis.similarity import similarity_matrix
 from core.figures.similarity import relative_depth_curves, similarity_heatmap
+from core.figures.style import compact_layer_names
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,22 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     assert list(fig.layout.xaxis.ticktext) == list(other)
     assert fig.layout.title.text.startswith("mutual k-NN (k=5, no clipping): A vs B")
     assert len(similarity_heatmap(result, trace_best=False).data) == 2
+
+
+def test_compact_layer_names__drop_the_shared_prefix_and_number_the_blocks():
+    llama = ["model.embed_tokens", *[f"model.layers.{i}" for i in range(30)], "model.norm"]
+    assert compact_layer_names(llama) == ["embed_tokens", *[str(i) for i in range(30)], "norm"]
+    bert = ["embeddings", *[f"encoder.layer.{i}" for i in range(6)]]
+    assert compact_layer_names(bert) == ["embeddings", "0", "1", "2", "3", "4", "5"]
+    assert compact_layer_names(["fc1", "fc2", "head"]) == ["fc1", "fc2", "head"]  # nothing to shorten
+    assert compact_layer_names(["a.x.0", "a.y", "a.z"]) == ["x.0", "y", "z"]  # blocks are not most names
+
+
+def test_similarity_heatmap__long_layer_names_get_short_ticks_and_full_hover(layers):
+    renamed = {f"model.layers.{i}": X for i, X in enumerate(layers.values())}
+    fig = similarity_heatmap(similarity_matrix(renamed, renamed, "linear_cka"))
+    assert list(fig.layout.xaxis.ticktext) == ["0", "1", "2", "3"] == list(fig.layout.yaxis.ticktext)
+    assert "A: model.layers.1" in fig.data[0].text[1][0]
 
 
 def test_similarity_heatmap__nan_cells_explain_themselves_and_distances_reverse(layers):
