@@ -66,7 +66,7 @@ with widgets.user_errors():
     result = compare_services.similarity(run_a["key"], run_b["key"], metric, tuple(sorted(params.items())))
 
     best = result.best_pair()
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = st.columns([1.1, 2.3, 0.6])  # the best pair names two layers: give it the room
     c1.metric("Mean along the relative-depth diagonal", f"{result.diagonal_on_relative_depth():.3f}")
     c2.metric("Best pair", f"{best[0]} ↔ {best[1]}" if best else "none")
     c3.metric("Its value", f"{best[2]:.3f}" if best else "NaN")
