@@ -59,7 +59,23 @@ if run_b["key"] == run_a["key"] and len(partners) == 1:
         with widgets.user_errors(), st.spinner("Training and extracting (seconds)..."):
             compare_services.make_digits_pair()
             st.rerun()
-    st.caption("Or extract any other model on the same dataset on the Workspace page.")
+
+if run_a["dataset"]["modality"] == "text":
+    with st.expander(f"Extract another model on these {run_a['n_inputs']:,} inputs",
+                     expanded=run_b["key"] == run_a["key"] and len(partners) == 1, icon=":material/add:"):
+        left, right = st.columns(2)
+        bundled = left.selectbox("Bundled model", compare_services.TEXT_MODELS, key="partner_bundled")
+        typed = right.text_input("or a model folder / hub id", key="partner_typed",
+                                 placeholder="/path/to/hf-model or org/name")
+        partner = typed.strip() or bundled
+        if st.button(f"Extract {partner} on {run_a['dataset']['name']} ({run_a['pooling']} pooling)",
+                     icon=":material/download:", key="partner_extract"):
+            with widgets.user_errors():
+                bar = st.progress(0.0, text=f"Extracting {partner}...")
+                compare_services.extract_partner(
+                    run_a, partner, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"batch {d}/{t}")
+                )
+                st.rerun()
 
 with widgets.user_errors():
     acts_a, acts_b = services.open_run(run_a["key"]), services.open_run(run_b["key"])
