@@ -64,7 +64,9 @@ if run_a["dataset"]["modality"] == "text":
     with st.expander(f"Extract another model on these {run_a['n_inputs']:,} inputs",
                      expanded=run_b["key"] == run_a["key"] and len(partners) == 1, icon=":material/add:"):
         left, right = st.columns(2)
-        bundled = left.selectbox("Bundled model", compare_services.TEXT_MODELS, key="partner_bundled")
+        others = [m for m in compare_services.TEXT_MODELS if m != run_a["model"]["name"]]
+        bundled = left.selectbox("Bundled model", compare_services.TEXT_MODELS, key="partner_bundled",
+                                 index=compare_services.TEXT_MODELS.index(others[0]) if others else 0)
         typed = right.text_input("or a model folder / hub id", key="partner_typed",
                                  placeholder="/path/to/hf-model or org/name")
         partner = typed.strip() or bundled

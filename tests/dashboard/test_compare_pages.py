@@ -82,7 +82,7 @@ def test_compare__a_lone_run_against_itself_has_a_unit_diagonal_and_offers_partn
     assert any("compared with itself" in c.value for c in at.caption)
     labels = [b.label for b in at.button]
     assert "Extract the untrained twin of model A" in labels
-    assert any(label.startswith("Extract minilm on demo:sentences") for label in labels)
+    assert any(label.startswith("Extract smollm2 on demo:sentences") for label in labels)  # not model A again
 
 
 def test_compare__one_click_twin_becomes_model_b(app, workspace):
