@@ -90,7 +90,7 @@ def similarity_heatmap(
                 y=rows,
                 mode="lines+markers",
                 name=f"best match in {model_b}",
-                showlegend=True,
+                showlegend=False,  # named in the x-axis title: a legend collides with long titles or ticks
                 line={"color": "white", "width": 1.5},
                 marker={"color": "white", "size": 8, "symbol": "circle", "line": {"color": "#1f2430", "width": 1}},
                 customdata=np.stack(
@@ -105,7 +105,7 @@ def similarity_heatmap(
     style_figure(
         fig,
         title=title or f"{result.label}: {model_a} vs {model_b}{subsample}",
-        x_title=f"{model_b} layer (B)",
+        x_title=f"{model_b} layer (B)" + ("; circles: best match for each A layer" if trace_best else ""),
         y_title=f"{model_a} layer (A)",
         publication=publication,
     )
@@ -113,9 +113,7 @@ def similarity_heatmap(
                      range=[-0.5, len(x) - 0.5])
     fig.update_yaxes(tickmode="array", tickvals=y, ticktext=compact_layer_names(result.layers_a), showgrid=False,
                      range=[-0.5, len(y) - 0.5])
-    # the legend above the plot, right-aligned: below it would collide with long rotated tick labels
-    fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-                      hovermode="closest")
+    fig.update_layout(hovermode="closest")
     fig.update_xaxes(automargin=True)
     return fig
 

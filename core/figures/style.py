@@ -61,7 +61,7 @@ def style_figure(
     """Apply the shared layout: title, axis titles, fonts, margins, legend."""
     size = 16 if publication else 13
     fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left", "font": {"size": size + 3}},
+        title={"text": title, "x": 0.0, "xanchor": "left", "pad": {"l": 10}, "font": {"size": size + 3}},
         font={"family": FONT, "size": size, "color": "#1f2430"},
         template="plotly_white",
         paper_bgcolor="white",

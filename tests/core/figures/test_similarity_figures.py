@@ -32,7 +32,8 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     assert heatmap.colorbar.title.text == "mutual k-NN (k=5, no clipping)"
     assert list(best.y) == [0, 1, 2, 3] and list(best.x) == list(np.nanargmax(result.matrix, axis=1))
     assert "A: block0" in heatmap.text[0][0] and "B: block2" in heatmap.text[0][2]
-    assert fig.layout.yaxis.title.text == "A layer (A)" and fig.layout.xaxis.title.text == "B layer (B)"
+    assert fig.layout.yaxis.title.text == "A layer (A)"
+    assert fig.layout.xaxis.title.text == "B layer (B); circles: best match for each A layer"
     assert list(fig.layout.xaxis.ticktext) == list(other)
     assert fig.layout.title.text.startswith("mutual k-NN (k=5, no clipping): A vs B")
     assert len(similarity_heatmap(result, trace_best=False).data) == 2
