@@ -38,7 +38,7 @@ ProgressCallback = Callable[[int, int, str], None]
 METHODS = ("pca", "umap", "tsne")
 ALIGNED_METHODS = ("pca", "umap")
 METRICS = ("euclidean", "cosine")
-PROJECTION_VERSION = 2  # bump when a change alters stored maps
+PROJECTION_VERSION = 3  # bump when a change alters stored maps
 FAITHFULNESS_MAX_POINTS = 5000
 TRUST_MAX_POINTS = FAITHFULNESS_MAX_POINTS  # older name
 _warm_up_lock = threading.Lock()
@@ -146,7 +146,9 @@ def procrustes_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """`source` (n, k) rotated/reflected and scaled onto `target` (n, k), both centred.
 
     Orthogonal Procrustes (scipy): R = argmin ||S R - T||_F over orthogonal R, then the
-    isotropic scale s = trace(R^T S^T T) / ||S||^2 that minimises ||s S R - T||_F.
+    isotropic scale s = ||T||_F / ||S||_F, so the aligned map keeps the target's spread. (The
+    least-squares scale trace(R^T S^T T) / ||S||^2 shrinks a map towards 0 when two layers
+    differ, and chained over layers the maps of deep layers collapse to a dot.)
     Returns the aligned source, centred, float32.
     """
     from scipy.linalg import orthogonal_procrustes
@@ -157,9 +159,9 @@ def procrustes_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
         raise LayerscopeError(f"cannot align a map of shape {s.shape} onto one of shape {t.shape}")
     s = s - s.mean(0)
     t = t - t.mean(0)
-    rotation, singular_sum = orthogonal_procrustes(s, t)
-    norm = float((s**2).sum())
-    scale = singular_sum / norm if norm > 0 else 1.0
+    rotation, _ = orthogonal_procrustes(s, t)
+    norm_s, norm_t = float(np.linalg.norm(s)), float(np.linalg.norm(t))
+    scale = norm_t / norm_s if norm_s > 0 and norm_t > 0 else 1.0
     return (s @ rotation * scale).astype(np.float32)
 
 

@@ -574,7 +574,7 @@ METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 DISTANCE_METRICS = frozenset({"orthogonal_procrustes_distance"})  # lower is more similar
 _MIN_ROWS = {"debiased_cka": 4, "svcca": 3, "rsa": 3}
-_LABELS = {
+METRIC_NAMES = {  # display names
     "linear_cka": "linear CKA",
     "debiased_cka": "debiased CKA",
     "rbf_cka": "RBF CKA",
@@ -699,7 +699,7 @@ class SimilarityResult:
 
 def metric_label(metric: str, params: Mapping[str, Any]) -> str:
     """Display name of a metric with the options that change its value."""
-    name = _LABELS[_check_metric(metric)]
+    name = METRIC_NAMES[_check_metric(metric)]
     if metric == "rbf_cka":
         return f"{name} (bandwidth {params['bandwidth']:g} x median distance)"
     if metric == "mutual_knn":

@@ -21,21 +21,26 @@ def _cell_text(result: SimilarityResult) -> list[list[str]]:
             value = result.matrix[i, j]
             shown = f"{value:.4f}" if np.isfinite(value) else f"undefined: {result.reason_at(i, j) or 'NaN'}"
             row.append(
-                f"A: {html.escape(la)} (layer {i})<br>B: {html.escape(lb)} (layer {j})<br>"
-                f"{html.escape(result.label)}: {html.escape(shown)}"
+                f"A: {html.escape(la)}<br>B: {html.escape(lb)}<br>{html.escape(result.label)}: {html.escape(shown)}"
             )
         out.append(row)
     return out
 
 
 def similarity_heatmap(
-    result: SimilarityResult, *, trace_best: bool = True, title: str | None = None, publication: bool = False
+    result: SimilarityResult,
+    *,
+    trace_best: bool = True,
+    title: str | None = None,
+    publication: bool = False,
+    selected: Sequence[str] | None = None,
 ) -> go.Figure:
     """Heatmap of `result.matrix`: run A's layers on y (first layer at the bottom), run B's on x.
 
     The colour bar is titled with the metric and its variant. With `trace_best`, the best B layer
     for each A layer (highest similarity; lowest for a distance) is drawn as a line of markers.
-    NaN cells are left blank; their hover text gives the reason.
+    `selected` (layer of A, layer of B) outlines that cell. NaN cells are left blank; their hover
+    text gives the reason.
     """
     model_a, model_b = result.info.get("model_a", "A"), result.info.get("model_b", "B")
     x, y = np.arange(len(result.layers_b)), np.arange(len(result.layers_a))
@@ -93,12 +98,22 @@ def similarity_heatmap(
                 showlegend=False,  # named in the x-axis title: a legend collides with long titles or ticks
                 line={"color": "white", "width": 1.5},
                 marker={"color": "white", "size": 8, "symbol": "circle", "line": {"color": "#1f2430", "width": 1}},
+                unselected={"marker": {"opacity": 1.0}},  # stay visible when a cell is clicked (selected)
                 customdata=np.stack(
                     [np.array(result.layers_a, dtype=object)[rows], np.array(result.layers_b, dtype=object)[best[rows]],
                      result.matrix[rows, best[rows]]],
                     axis=1,
                 ) if rows.size else None,
                 hovertemplate="A: %{customdata[0]}<br>best B: %{customdata[1]}<br>%{customdata[2]:.4f}<extra></extra>",
+            )
+        )
+    if selected is not None and selected[0] in result.layers_a and selected[1] in result.layers_b:
+        i, j = result.layers_a.index(selected[0]), result.layers_b.index(selected[1])
+        fig.add_trace(
+            go.Scatter(
+                x=[j], y=[i], mode="markers", name="selected cell", showlegend=False, hoverinfo="skip",
+                marker={"symbol": "square-open", "size": 22, "color": "#e8590c", "line": {"width": 3}},
+                unselected={"marker": {"opacity": 1.0}},
             )
         )
     subsample = f", {result.n} of {result.n_inputs} inputs" if result.n < result.n_inputs else f", {result.n} inputs"

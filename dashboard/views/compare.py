@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from core.analysis.similarity import METRIC_DEFAULTS, SIMILARITY_METRICS
+from core.analysis.similarity import METRIC_DEFAULTS, METRIC_NAMES, SIMILARITY_METRICS
 from core.errors import LayerscopeError
 from core.export import figure_spec
 from core.figures.similarity import relative_depth_curves, similarity_heatmap
@@ -35,7 +35,10 @@ with st.sidebar:
                          help="Runs on the same inputs in the same order (same dataset fingerprint).")
     run_b = by_key[key_b]
     st.markdown("##### Metric")
-    metric = st.selectbox("Similarity", list(SIMILARITY_METRICS), format_func=lambda m: SIMILARITY_METRICS[m][1])
+    metric = st.selectbox("Similarity", list(SIMILARITY_METRICS), format_func=lambda m: METRIC_NAMES[m],
+                          help="\n\n".join(f"**{METRIC_NAMES[m]}**: {about}" for m, (_, about) in SIMILARITY_METRICS.items()))
+    about = SIMILARITY_METRICS[metric][1]
+    st.caption(about[:1].upper() + about[1:])
     params = {}
     if "k" in METRIC_DEFAULTS[metric]:
         params["k"] = int(st.number_input("k (neighbours)", 1, 200, 10))
@@ -63,20 +66,26 @@ if run_b["key"] == run_a["key"] and len(partners) == 1:
 if run_a["dataset"]["modality"] == "text":
     with st.expander(f"Extract another model on these {run_a['n_inputs']:,} inputs",
                      expanded=run_b["key"] == run_a["key"] and len(partners) == 1, icon=":material/add:"):
-        left, right = st.columns(2)
-        others = [m for m in compare_services.TEXT_MODELS if m != run_a["model"]["name"]]
-        bundled = left.selectbox("Bundled model", compare_services.TEXT_MODELS, key="partner_bundled",
-                                 index=compare_services.TEXT_MODELS.index(others[0]) if others else 0)
-        typed = right.text_input("or a model folder / hub id", key="partner_typed",
-                                 placeholder="/path/to/hf-model or org/name")
-        partner = typed.strip() or bundled
-        if st.button(f"Extract {partner} on {run_a['dataset']['name']} ({run_a['pooling']} pooling)",
-                     icon=":material/download:", key="partner_extract"):
+        source = st.radio("Model", ["Bundled", "Folder or hub id"], horizontal=True, key="partner_source",
+                          label_visibility="collapsed")
+        if source == "Bundled":
+            others = [m for m in compare_services.TEXT_MODELS if m != run_a["model"]["name"]]
+            partner = st.selectbox("Bundled model", compare_services.TEXT_MODELS, key="partner_bundled",
+                                   index=compare_services.TEXT_MODELS.index(others[0]) if others else 0)
+        else:
+            partner = st.text_input("Model folder or hub id", key="partner_typed",
+                                    placeholder="/path/to/hf-model or org/name").strip()
+        if st.button(f"Extract {partner or '...'} on {run_a['dataset']['name']} ({run_a['pooling']} pooling)",
+                     icon=":material/download:", key="partner_extract", disabled=not partner):
+            slot = st.empty()
             with widgets.user_errors():
-                bar = st.progress(0.0, text=f"Extracting {partner}...")
-                compare_services.extract_partner(
-                    run_a, partner, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"batch {d}/{t}")
-                )
+                try:
+                    bar = slot.progress(0.0, text=f"Extracting {partner}...")
+                    compare_services.extract_partner(
+                        run_a, partner, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"batch {d}/{t}")
+                    )
+                finally:
+                    slot.empty()  # no progress bar left behind, also after an error
                 st.rerun()
 
 with widgets.user_errors():
@@ -94,12 +103,10 @@ with widgets.user_errors():
         st.warning("Some cells are undefined: " + "; ".join(r for _, _, r in result.reasons[:3]), icon=":material/warning:")
 
     title = f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} on {acts_a.dataset_name}"
-    fig = similarity_heatmap(result, title=title)
-    spec = figure_spec("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title)
-    event = show_figure(fig, name=f"similarity-{metric}-{acts_a.model_name}-{acts_b.model_name}", spec=spec,
-                        data=result.to_frame(), key="compare_heatmap", width="stretch", on_select="rerun",
-                        selection_mode=("points",))
-    points = event.selection.points if event and event.selection else []
+    # the click that caused this run is in the chart's state already: read it before drawing,
+    # so the clicked cell is outlined in this run, not the next
+    clicked = st.session_state.get("compare_heatmap")
+    points = clicked.selection.points if clicked and clicked.get("selection") else []
     if points:
         picked = points[0].get("customdata")
         if picked is not None and len(np.ravel(picked)) >= 2:  # a cell marker or a best-match marker
@@ -108,6 +115,11 @@ with widgets.user_errors():
             layer_a = result.layers_a[int(round(points[0]["y"]))]
             layer_b = result.layers_b[int(round(points[0]["x"]))]
         st.session_state["compare_cell"] = (layer_a, layer_b)
+    fig = similarity_heatmap(result, title=title, selected=st.session_state.get("compare_cell"))
+    spec = figure_spec("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title)
+    show_figure(fig, name=f"similarity-{metric}-{acts_a.model_name}-{acts_b.model_name}", spec=spec,
+                data=result.to_frame(), key="compare_heatmap", width="stretch", on_select="rerun",
+                selection_mode=("points",))
     cell = st.session_state.get("compare_cell")
     if not cell or cell[0] not in acts_a.layer_names or cell[1] not in acts_b.layer_names:
         cell = best[:2] if best else (acts_a.layer_names[-1], acts_b.layer_names[-1])

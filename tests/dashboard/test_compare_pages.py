@@ -106,6 +106,8 @@ def test_compare__extract_a_typed_model_folder_on_the_same_inputs(app, workspace
     minilm.tokenizer.save_pretrained(folder)
     at = app(workspace)
     at.run()
+    at.radio(key="partner_source").set_value("Folder or hub id")
+    at.run()
     at.text_input(key="partner_typed").input(str(folder))
     at.run()
     _button(at, f"Extract {folder} on demo:sentences").click()
@@ -122,12 +124,16 @@ def test_compare__extract_a_typed_model_folder_on_the_same_inputs(app, workspace
 def test_compare__an_unknown_model_is_one_clear_error(app, workspace):
     at = app(workspace)
     at.run()
+    at.radio(key="partner_source").set_value("Folder or hub id")
+    at.run()
+    assert _button(at, "Extract ...").disabled  # nothing typed yet
     at.text_input(key="partner_typed").input("no/such-model-anywhere")
     at.run()
     _button(at, "Extract no/such-model-anywhere").click()
     at.run()
     assert not at.exception
     assert at.error and "no/such-model-anywhere" in at.error[0].value
+    assert not at.get("progress")  # no progress bar left behind
     assert len(Store(workspace).list_runs()) == 1  # nothing half-written
 
 

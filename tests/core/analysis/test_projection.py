@@ -95,6 +95,16 @@ def test_procrustes_align__recovers_rotation_and_scale():
     np.testing.assert_allclose(aligned, target - target.mean(0), atol=1e-4)
 
 
+def test_aligned_pca__maps_of_unrelated_layers_keep_their_spread():
+    """Least-squares scaling would shrink each map onto a poorly matching predecessor; chained
+    over layers the last maps collapse to a dot."""
+    rng = np.random.default_rng(4)
+    layers = [rng.normal(size=(300, 20)) for _ in range(8)]  # each layer unrelated to the last
+    maps = aligned_projection(layers, "pca")
+    spreads = [float(np.linalg.norm(m)) for m in maps]
+    np.testing.assert_allclose(spreads, spreads[0], rtol=1e-4)
+
+
 # ----- faithfulness -----------------------------------------------------------------------
 def test_trustworthiness__pca_of_planar_data_is_faithful_noise_is_not():
     X = _plane()

@@ -37,6 +37,10 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     assert list(fig.layout.xaxis.ticktext) == list(other)
     assert fig.layout.title.text.startswith("mutual k-NN (k=5, no clipping): A vs B")
     assert len(similarity_heatmap(result, trace_best=False).data) == 2
+    assert best.unselected.marker.opacity == 1.0  # the line stays visible after a click selects a cell
+    outlined = similarity_heatmap(result, selected=("block2", "block1")).data[-1]
+    assert (outlined.name, list(outlined.x), list(outlined.y)) == ("selected cell", [1], [2])
+    assert len(similarity_heatmap(result, selected=("block2", "nope")).data) == 3  # unknown layer: no outline
 
 
 def test_compact_layer_names__drop_the_shared_prefix_and_number_the_blocks():
