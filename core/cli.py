@@ -222,12 +222,15 @@ def cmd_ls(args) -> int:
     if not rows:
         print(f"no runs in {store.root}; create one with `python -m core extract --model minilm --data demo:sentences`")
         return 0
-    header = f"{'key':20}  {'model':18}  {'dataset':16}  {'layers':>6}  {'pooling':7}  {'shape':>12}  {'size':>8}  created"
-    print(header)
+    # columns as wide as their longest entry: model names (paths, "(untrained, seed 0)") are never cut
+    wm = max(5, *(len(r["model"]) for r in rows))
+    wd = max(7, *(len(r["dataset"]) for r in rows))
+    print(f"{'key':20}  {'model':{wm}}  {'dataset':{wd}}  {'layers':>6}  {'pooling':7}  {'shape':>12}  {'size':>8}  "
+          "created")
     for r in rows:
         shape = f"{r['shape'][0]}x{r['shape'][1]}"
         print(
-            f"{r['key']:20}  {r['model'][:18]:18}  {r['dataset'][:16]:16}  {r['layers']:>6}  {r['pooling']:7}  "
+            f"{r['key']:20}  {r['model']:{wm}}  {r['dataset']:{wd}}  {r['layers']:>6}  {r['pooling']:7}  "
             f"{shape:>12}  {_human(r['bytes']):>8}  {r['created']}"
         )
     return 0
