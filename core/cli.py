@@ -124,7 +124,8 @@ class _Bar:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.description, unit="batch", file=sys.stderr)
+            # what was done before the first report (e.g. resumed batches) does not count in the rate
+            self.bar = tqdm(total=total, initial=done, desc=self.description, unit="batch", file=sys.stderr)
         self.bar.total = total
         self.bar.n = done
         self.bar.refresh()

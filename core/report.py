@@ -239,7 +239,8 @@ def probe_depth_recipe(context: Context, runs, *, column: str, names: Sequence[s
 
 @register("similarity_heatmap")
 def similarity_recipe(context: Context, runs, *, metric: str = "linear_cka",
-                      metric_params: Mapping[str, Any] | None = None, title: str | None = None) -> BuiltFigure:
+                      metric_params: Mapping[str, Any] | None = None, title: str | None = None,
+                      fit_colours: bool = False) -> BuiltFigure:
     """Compare's layer x layer similarity heatmap of two runs."""
     from core.analysis.similarity import similarity_matrix
     from core.figures.similarity import similarity_heatmap
@@ -248,7 +249,7 @@ def similarity_recipe(context: Context, runs, *, metric: str = "linear_cka",
     acts_a, acts_b = context.run(key_a), context.run(key_b)
     result = similarity_matrix(acts_a, acts_b, metric, store=context.store, **dict(metric_params or {}))
     title = title or f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} on {acts_a.dataset_name}"
-    fig = similarity_heatmap(result, title=title)
+    fig = similarity_heatmap(result, title=title, fit_colours=fit_colours)
     analysis = {"metric": result.metric, "variant": result.label, "parameters": result.params,
                 "seeds": {"subsample": result.seed}, "n": result.n, "max_points": result.max_points}
     caption = (f"{result.label} between every layer of {acts_a.model_name} (A) and {acts_b.model_name} (B), "

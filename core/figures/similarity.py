@@ -34,13 +34,15 @@ def similarity_heatmap(
     title: str | None = None,
     publication: bool = False,
     selected: Sequence[str] | None = None,
+    fit_colours: bool = False,
 ) -> go.Figure:
     """Heatmap of `result.matrix`: run A's layers on y (first layer at the bottom), run B's on x.
 
     The colour bar is titled with the metric and its variant. With `trace_best`, the best B layer
     for each A layer (highest similarity; lowest for a distance) is drawn as a line of markers.
-    `selected` (layer of A, layer of B) outlines that cell. NaN cells are left blank; their hover
-    text gives the reason.
+    `selected` (layer of A, layer of B) outlines that cell. The colour scale spans the metric's
+    range (comparable across pairs), or with `fit_colours` the matrix's own values (contrast for
+    small values such as mutual k-NN). NaN cells are left blank; their hover text gives the reason.
     """
     model_a, model_b = result.info.get("model_a", "A"), result.info.get("model_b", "B")
     x, y = np.arange(len(result.layers_b)), np.arange(len(result.layers_a))
@@ -51,6 +53,8 @@ def similarity_heatmap(
         zmin, zmax, reverse, suffix = min(0.0, float(finite.min()) if finite.size else 0.0), 1.0, False, ""
     else:
         zmin, zmax, reverse, suffix = 0.0, 1.0, False, ""
+    if fit_colours and finite.size and finite.max() > finite.min():
+        zmin, zmax = float(finite.min()), float(finite.max())
     fig = go.Figure(
         go.Heatmap(
             z=result.matrix,

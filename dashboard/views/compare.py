@@ -36,9 +36,13 @@ with st.sidebar:
     run_b = by_key[key_b]
     st.markdown("##### Metric")
     metric = st.selectbox("Similarity", list(SIMILARITY_METRICS), format_func=lambda m: METRIC_NAMES[m],
-                          help="\n\n".join(f"**{METRIC_NAMES[m]}**: {about}" for m, (_, about) in SIMILARITY_METRICS.items()))
+                          help="\n\n".join(f"**{METRIC_NAMES[m]}**: {about}"
+                                           for m, (_, about) in SIMILARITY_METRICS.items()))
     about = SIMILARITY_METRICS[metric][1]
     st.caption(about[:1].upper() + about[1:])
+    fit_colours = st.checkbox("Fit colours to the values", key="compare_fit_colours",
+                              help="Off: the colour scale spans the metric's whole range, comparable across model "
+                              "pairs. On: it spans this matrix's values, for contrast when they are all small.")
     params = {}
     if "k" in METRIC_DEFAULTS[metric]:
         params["k"] = int(st.number_input("k (neighbours)", 1, 200, 10))
@@ -100,7 +104,8 @@ with widgets.user_errors():
     if run_a["key"] == run_b["key"]:
         st.caption("Model A compared with itself: the diagonal is 1 for CKA by construction.")
     if result.reasons:
-        st.warning("Some cells are undefined: " + "; ".join(r for _, _, r in result.reasons[:3]), icon=":material/warning:")
+        st.warning("Some cells are undefined: " + "; ".join(r for _, _, r in result.reasons[:3]),
+                   icon=":material/warning:")
 
     title = f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} on {acts_a.dataset_name}"
     # the click that caused this run is in the chart's state already: read it before drawing,
@@ -115,8 +120,10 @@ with widgets.user_errors():
             layer_a = result.layers_a[int(round(points[0]["y"]))]
             layer_b = result.layers_b[int(round(points[0]["x"]))]
         st.session_state["compare_cell"] = (layer_a, layer_b)
-    fig = similarity_heatmap(result, title=title, selected=st.session_state.get("compare_cell"))
-    spec = figure_spec("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title)
+    fig = similarity_heatmap(result, title=title, selected=st.session_state.get("compare_cell"),
+                             fit_colours=fit_colours)
+    spec = figure_spec("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title,
+                       fit_colours=fit_colours)
     show_figure(fig, name=f"similarity-{metric}-{acts_a.model_name}-{acts_b.model_name}", spec=spec,
                 data=result.to_frame(), key="compare_heatmap", width="stretch", on_select="rerun",
                 selection_mode=("points",))

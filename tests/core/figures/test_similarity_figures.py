@@ -41,6 +41,9 @@ def test_similarity_heatmap__matrix_and_best_match_line(layers):
     outlined = similarity_heatmap(result, selected=("block2", "block1")).data[-1]
     assert (outlined.name, list(outlined.x), list(outlined.y)) == ("selected cell", [1], [2])
     assert len(similarity_heatmap(result, selected=("block2", "nope")).data) == 3  # unknown layer: no outline
+    assert (heatmap.zmin, heatmap.zmax) == (0.0, 1.0)  # the metric's range by default
+    fitted = similarity_heatmap(result, fit_colours=True).data[0]
+    assert (fitted.zmin, fitted.zmax) == (np.nanmin(result.matrix), np.nanmax(result.matrix))
 
 
 def test_compact_layer_names__drop_the_shared_prefix_and_number_the_blocks():
