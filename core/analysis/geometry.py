@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from core.activations import Activations
+from core.analysis.arrays import as_matrix
 from core.device import pick_device
 from core.errors import LayerscopeError
 from core.store import Store
@@ -97,18 +98,6 @@ ProgressCallback = Callable[[int, int, str], None]
 
 
 # ----- input checks and shared helpers ------------------------------------------
-def _as_matrix(X: Any, name: str = "X") -> np.ndarray:
-    """X as a 2-D numeric array, without copying an ndarray or memmap."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    array = np.asarray(X)
-    if array.ndim != 2:
-        raise LayerscopeError(f"{name} must be a 2-D array (rows, features); got shape {array.shape}")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise LayerscopeError(f"{name} must hold real numbers; got dtype {array.dtype}")
-    return array
-
-
 def _as_float64(block: np.ndarray, name: str) -> np.ndarray:
     """A float64 copy of `block` (-0.0 becomes 0.0), raising on NaN or inf."""
     out = np.array(block, dtype=np.float64)
@@ -298,7 +287,7 @@ def turning_angles(token_vectors: Any, *, variant: str = "signed") -> np.ndarray
     between steps h_{k+1} - h_k and h_{k+2} - h_{k+1}, NaN where a step has zero length.
     """
     variant = _check_variant(variant)
-    X = _as_matrix(token_vectors, "token_vectors")
+    X = as_matrix(token_vectors, "token_vectors")
     rows = _load_rows(X, 0, len(X), torch.device("cpu"), "token_vectors")
     return _block_angles(rows, np.zeros(len(rows), dtype=np.int64), variant)
 
@@ -325,7 +314,7 @@ def curvature_per_input(
     Inputs are skipped when they have fewer than 3 tokens or only zero-length steps.
     """
     variant = _check_variant(variant)
-    X = _as_matrix(X_tokens, "X_tokens")
+    X = as_matrix(X_tokens, "X_tokens")
     offsets = _check_offsets(offsets, len(X))
     dev = pick_device(device)
     lengths = np.diff(offsets)
@@ -415,7 +404,7 @@ def intrinsic_dimension(
         raise LayerscopeError(f"method={method!r} is not an intrinsic-dimension method; choose one of {ID_METHODS}")
     if not isinstance(fraction, (int, float, np.floating)) or not 0 < float(fraction) < 1:
         raise LayerscopeError(f"fraction={fraction!r} must be strictly between 0 and 1 (dadapy default 0.9)")
-    array = _as_matrix(X)
+    array = as_matrix(X)
     points = np.unique(_as_float64(array, "X"), axis=0)
     if len(points) < MIN_ID_POINTS:
         detail = "all rows are identical" if len(points) == 1 else f"only {len(points)} are distinct"
@@ -442,7 +431,7 @@ def matrix_entropy(
     Raises LayerscopeError for constant activations (all rows identical).
     """
     alpha = _check_alpha(alpha)
-    array = _as_matrix(X)
+    array = as_matrix(X)
     n, d = array.shape
     if normalize and min(n, d) < 2:
         raise LayerscopeError(f"normalised matrix entropy needs at least 2 rows and 2 features; X has shape {(n, d)}")
@@ -471,7 +460,7 @@ def prompt_entropy(
     Inputs are batched by length (zero padding adds only zero eigenvalues).
     """
     alpha = _check_alpha(alpha)
-    X = _as_matrix(X_tokens, "X_tokens")
+    X = as_matrix(X_tokens, "X_tokens")
     offsets = _check_offsets(offsets, len(X))
     d = X.shape[1]
     dev = pick_device(device)
@@ -529,7 +518,7 @@ def effective_rank(X: Any, *, device: str | torch.device | None = None) -> float
     """Roy & Vetterli effective rank: exp of the Shannon entropy of the normalised singular
     values of the centred X (n, d). Between 1 and min(n, d); raises for constant X.
     Singular values below sqrt(m eps) of the largest are Gram round-off and count as 0."""
-    array = _as_matrix(X)
+    array = as_matrix(X)
     return _effective_rank_from_spectrum(_gram_spectrum(array, unit_rows=False, device=pick_device(device)), len(array))
 
 
@@ -570,7 +559,7 @@ def anisotropy(
     """
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
         raise LayerscopeError(f"n_pairs={n_pairs!r} must be a positive integer")
-    array = _as_matrix(X)
+    array = as_matrix(X)
     share = _top_share_from_spectrum(_gram_spectrum(array, unit_rows=False, device=pick_device(device)), len(array))
     return {"mean_cosine": _mean_cosine(array, int(n_pairs), seed), "top_eigenvalue_share": share}
 
@@ -790,7 +779,7 @@ def _compute_geometry(
     total, done = n_layers * len(metric_names), 0
 
     for li, layer in enumerate(layer_names):
-        X = acts[layer] if isinstance(acts, Activations) else _as_matrix(acts[layer], f"acts[{layer!r}]")
+        X = acts[layer] if isinstance(acts, Activations) else as_matrix(acts[layer], f"acts[{layer!r}]")
         pooled: np.ndarray | None = None
         spectrum: np.ndarray | None = None
         dropped = 0
@@ -813,7 +802,7 @@ def _compute_geometry(
                 return {metric: lambda: matrix_entropy(vectors, alpha=opts["entropy_alpha"],
                                                        normalize=opts["entropy_normalize"], device=device)}
             if spectrum is None:  # effective rank and top-eigenvalue share use one spectrum
-                spectrum = _gram_spectrum(_as_matrix(vectors), unit_rows=False, device=device)
+                spectrum = _gram_spectrum(as_matrix(vectors), unit_rows=False, device=device)
             eig = spectrum
             if metric == "effective_rank":
                 return {metric: lambda: _effective_rank_from_spectrum(eig, len(vectors))}

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.analysis.arrays import as_matrix
 from core.errors import LayerscopeError
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ _warm_up_lock = threading.Lock()
 # ----- checks ----------------------------------------------------------------------------------
 def _check_matrix(X: Any, name: str = "X", *, min_rows: int = 3) -> np.ndarray:
     """X as a finite (n, d) float32 array with at least `min_rows` rows."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise LayerscopeError(f"{name} must be a 2-D array (n_inputs, d); got shape {X.shape}")
+    X = as_matrix(X, name).astype(np.float32, copy=False)
     if len(X) < min_rows:
         raise LayerscopeError(f"a map needs at least {min_rows} inputs; {name} has {len(X)}")
     if X.shape[1] < 1:
@@ -346,9 +345,7 @@ def nearest_neighbors(X: Any, i: int, k: int = 10, *, metric: str = "cosine") ->
     first, ties by index.
     """
     metric = _check_choice("metric", metric, METRICS)
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise LayerscopeError(f"X must be a 2-D array (n_inputs, d); got shape {X.shape}")
+    X = as_matrix(X)
     n = len(X)
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
         raise LayerscopeError(f"input {i!r} does not exist; the layer has {n} inputs (0 to {n - 1})")

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from core.activations import Activations
+from core.analysis.arrays import as_matrix
 from core.device import pick_device
 from core.errors import LayerscopeError
 from core.store import Store
@@ -72,13 +73,7 @@ ProgressCallback = Callable[[int, int, str], None]
 # ----- input checks ------------------------------------------------------------------
 def _as_tensor(X: Any, name: str, device: torch.device) -> torch.Tensor:
     """X (n, d) as a float64 tensor on `device` (-0.0 becomes 0.0); raises on bad shape or NaN/inf."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    array = np.asarray(X)
-    if array.ndim != 2:
-        raise LayerscopeError(f"{name} must be a 2-D array (inputs, features); got shape {array.shape}")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise LayerscopeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    array = as_matrix(X, name)
     if array.shape[1] == 0:
         raise LayerscopeError(f"{name} has no features (shape {array.shape})")
     values = np.array(array, dtype=np.float64)

@@ -6,8 +6,6 @@ The workspace is copied per test where a test adds runs to it.
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+
+from apptest_helpers import button, figures, values
 
 import core
 from core.store import Store
@@ -42,25 +42,10 @@ def app(page_app):
     return lambda workspace: page_app("compare.py", workspace, PAGES)
 
 
-def _matrix(array) -> np.ndarray:
-    """A plotly JSON 2-D array: nested lists, or {"dtype", "bdata", "shape"} (base64 typed array)."""
-    if isinstance(array, dict):
-        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
-        return flat.reshape([int(n) for n in str(array["shape"]).split(",")])
-    return np.array(array, dtype=float)
-
-
 def _heatmap(at) -> dict:
-    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    heatmaps = [f for f in figures if f["data"] and f["data"][0]["type"] == "heatmap"]
-    assert heatmaps, f"no heatmap among {len(figures)} figures"
+    heatmaps = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "heatmap"]
+    assert heatmaps, f"no heatmap among {len(figures(at))} figures"
     return heatmaps[0]
-
-
-def _button(at, label: str):
-    matches = [b for b in at.button if b.label.startswith(label)]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
 
 
 def test_compare__empty_workspace_says_what_to_do(app, tmp_path):
@@ -75,7 +60,7 @@ def test_compare__a_lone_run_against_itself_has_a_unit_diagonal_and_offers_partn
     at.run()
     assert not at.exception, at.exception
     assert any("Only one run uses these inputs" in info.value for info in at.info)
-    z = _matrix(_heatmap(at)["data"][0]["z"])
+    z = values(_heatmap(at)["data"][0]["z"])
     assert z.shape == (7, 7)
     np.testing.assert_allclose(np.diag(z), 1.0, atol=1e-12)
     assert (z[~np.eye(7, dtype=bool)] < 1.0).all()
@@ -88,13 +73,13 @@ def test_compare__a_lone_run_against_itself_has_a_unit_diagonal_and_offers_partn
 def test_compare__one_click_twin_becomes_model_b(app, workspace):
     at = app(workspace)
     at.run()
-    _button(at, "Extract the untrained twin of model A").click()
+    button(at, "Extract the untrained twin of model A", prefix=True).click()
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert len(Store(workspace).list_runs()) == 2
     heatmap = _heatmap(at)
-    z = _matrix(heatmap["data"][0]["z"])
+    z = values(heatmap["data"][0]["z"])
     assert z.shape == (7, 7) and np.isfinite(z).all()
     assert z[-1, -1] < 0.95  # the trained last layer is not the untrained one
     assert "untrained" in heatmap["layout"]["title"]["text"]
@@ -110,14 +95,14 @@ def test_compare__extract_a_typed_model_folder_on_the_same_inputs(app, workspace
     at.run()
     at.text_input(key="partner_typed").input(str(folder))
     at.run()
-    _button(at, f"Extract {folder} on demo:sentences").click()
+    button(at, f"Extract {folder} on demo:sentences", prefix=True).click()
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     runs = Store(workspace).list_runs()
     assert sorted(r["model"]["name"] for r in runs) == sorted(["minilm", str(folder)])
     assert len({r["dataset"]["fingerprint"] for r in runs}) == 1  # the same inputs
-    z = _matrix(_heatmap(at)["data"][0]["z"])
+    z = values(_heatmap(at)["data"][0]["z"])
     np.testing.assert_allclose(np.diag(z), 1.0, atol=1e-6)  # the same weights under another name
 
 
@@ -126,10 +111,10 @@ def test_compare__an_unknown_model_is_one_clear_error(app, workspace):
     at.run()
     at.radio(key="partner_source").set_value("Folder or hub id")
     at.run()
-    assert _button(at, "Extract ...").disabled  # nothing typed yet
+    assert button(at, "Extract ...", prefix=True).disabled  # nothing typed yet
     at.text_input(key="partner_typed").input("no/such-model-anywhere")
     at.run()
-    _button(at, "Extract no/such-model-anywhere").click()
+    button(at, "Extract no/such-model-anywhere", prefix=True).click()
     at.run()
     assert not at.exception
     assert at.error and "no/such-model-anywhere" in at.error[0].value

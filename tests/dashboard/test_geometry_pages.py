@@ -4,14 +4,14 @@ Each page runs under a small st.navigation entry registering PAGES (conftest's `
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 streamlit = pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest
+
+from apptest_helpers import button, figures
 
 import core
 from core.store import Store
@@ -32,17 +32,6 @@ def tokens_workspace(tmp_path_factory) -> Path:
 def app(page_app):
     """app(page, workspace) -> AppTest of that page (conftest's `page_app` with this module's PAGES)."""
     return lambda page, workspace: page_app(page, workspace, PAGES)
-
-
-def _figures(at: AppTest) -> list[dict]:
-    """The plotly figures the page drew, as dicts."""
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def _button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
 
 
 # ----- empty workspace -------------------------------------------------------------------
@@ -72,14 +61,14 @@ def test_geometry__compute_draws_one_curve_per_metric(app, tokens_workspace):
     at.run()
     assert not at.exception
     assert not at.get("plotly_chart"), "geometry is computed behind the button"
-    _button(at, "Compute geometry").click().run()
+    button(at, "Compute geometry").click().run()
     assert not at.exception
-    figures = _figures(at)
-    assert len(figures) == 2  # curvature and intrinsic dimension, the default metrics
-    titles = [f["layout"]["title"]["text"] for f in figures]
+    drawn = figures(at)
+    assert len(drawn) == 2  # curvature and intrinsic dimension, the default metrics
+    titles = [f["layout"]["title"]["text"] for f in drawn]
     assert any(t.startswith("Trajectory curvature") for t in titles)
     assert any(t.startswith("Intrinsic dimension") for t in titles)
-    curvature = next(f for f in figures if f["layout"]["title"]["text"].startswith("Trajectory curvature"))
+    curvature = next(f for f in drawn if f["layout"]["title"]["text"].startswith("Trajectory curvature"))
     assert "degrees" in curvature["layout"]["yaxis"]["title"]["text"]
     assert curvature["layout"]["xaxis"]["title"]["text"].startswith("relative depth")
 
@@ -93,9 +82,9 @@ def test_geometry__untrained_twin_is_extracted_and_overlaid(app, tokens_workspac
     at.run()
     at.toggle[0].set_value(True).run()  # "Trained vs untrained"
     assert not at.exception
-    _button(at, "Compute geometry").click().run()
+    button(at, "Compute geometry").click().run()
     assert not at.exception
-    names = {trace.get("name") for figure in _figures(at) for trace in figure["data"]}
+    names = {trace.get("name") for figure in figures(at) for trace in figure["data"]}
     assert any(name and "untrained" in name for name in names), names
     assert any(name and name.startswith("minilm ·") for name in names), names
     runs = Store(tokens_workspace).list_runs()
@@ -108,7 +97,7 @@ def test_geometry__pooled_run_shows_reason_for_curvature(app, tmp_path):
                  pooling="mean", store=Store(root))
     at = app("geometry.py", root)
     at.run()
-    _button(at, "Compute geometry").click().run()
+    button(at, "Compute geometry").click().run()
     assert not at.exception
     assert any("pooling='tokens'" in w.value for w in at.warning), [w.value for w in at.warning]
 
@@ -118,13 +107,13 @@ def test_trajectory__draws_path_and_curvature_by_layer(app, tokens_workspace):
     at = app("trajectory.py", tokens_workspace)
     at.run()
     assert not at.exception
-    figures = _figures(at)
-    assert len(figures) == 2
-    assert figures[0]["layout"]["xaxis"]["title"]["text"].startswith("PC 1")
-    assert figures[1]["layout"]["yaxis"]["title"]["text"] == "curvature (degrees)"
-    _button(at, "Add the mean over all inputs").click().run()
+    drawn = figures(at)
+    assert len(drawn) == 2
+    assert drawn[0]["layout"]["xaxis"]["title"]["text"].startswith("PC 1")
+    assert drawn[1]["layout"]["yaxis"]["title"]["text"] == "curvature (degrees)"
+    button(at, "Add the mean over all inputs").click().run()
     assert not at.exception
-    names = [trace.get("name") for trace in _figures(at)[1]["data"]]
+    names = [trace.get("name") for trace in figures(at)[1]["data"]]
     assert any(name and name.startswith("all inputs") for name in names), names
 
 
@@ -149,11 +138,11 @@ def test_lens__smollm2_heatmap_and_kl_curve(app, tokens_workspace, smollm2, sess
     at = app("lens.py", tokens_workspace)
     at.run()
     at.sidebar.selectbox[0].set_value("smollm2").run()
-    _button(at, "Run the logit lens").click().run()
+    button(at, "Run the logit lens").click().run()
     assert not at.exception
-    figures = _figures(at)
-    assert len(figures) == 2
-    heatmap = figures[0]["data"][0]
+    drawn = figures(at)
+    assert len(drawn) == 2
+    heatmap = drawn[0]["data"][0]
     assert heatmap["type"] == "heatmap"
     assert heatmap["colorbar"]["title"]["text"] == "probability"
     z = heatmap["z"]  # plotly sends arrays base64-encoded with their shape

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 from pathlib import Path
 
-import numpy as np
+from apptest_helpers import figures, values
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -22,17 +20,6 @@ def app_at(page: str | None = None) -> AppTest:
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def charts(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def values(array) -> np.ndarray:
-    """A plotly JSON array: a list, or {"dtype", "bdata"} (base64 typed array)."""
-    if isinstance(array, dict) and "bdata" in array:
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
-    return np.asarray(array)
 
 
 def test_home__lists_bundled_models_and_datasets(workspace_env):
@@ -69,7 +56,7 @@ def test_workspace__missing_file_is_an_error_not_a_traceback(workspace_env):
 
 def test_explorer__pca_map_coloured_by_topic(workspace_env):
     at = app_at("views/explorer.py")
-    specs = charts(at)
+    specs = figures(at)
     assert len(specs) == 1
     traces = specs[0]["data"]
     assert {t["name"] for t in traces} == {"finance", "food", "health", "sports", "technology", "weather"}
@@ -77,21 +64,21 @@ def test_explorer__pca_map_coloured_by_topic(workspace_env):
     assert specs[0]["layout"]["xaxis"]["title"]["text"] == "PC 1"
     assert 0.5 < float(at.metric[0].value) <= 1.0
     at.text_input[0].set_value("rain").run()
-    assert any(t["name"].startswith("matches") for t in charts(at)[0]["data"])
+    assert any(t["name"].startswith("matches") for t in figures(at)[0]["data"])
     at.select_slider[0].set_value("encoder.layer.5").run()
-    assert not at.exception and "encoder.layer.5" in charts(at)[0]["layout"]["title"]["text"]
+    assert not at.exception and "encoder.layer.5" in figures(at)[0]["layout"]["title"]["text"]
 
 
 def test_explorer__umap_shows_pca_while_it_is_coming(workspace_env):
     at = app_at("views/explorer.py")
     at.radio[0].set_value("UMAP").run()
     assert not at.exception
-    assert charts(at), "a map is shown at once"
+    assert figures(at), "a map is shown at once"
 
 
 def test_probes__curves_with_chance_and_control(workspace_env):
     at = app_at("views/probes.py")
-    specs = charts(at)
+    specs = figures(at)
     assert len(specs) == 2  # topic and sentiment
     names = [t.get("name", "") for t in specs[0]["data"]]
     assert any(n.startswith("chance") for n in names) and "control (shuffled labels)" in names

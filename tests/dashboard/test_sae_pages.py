@@ -6,14 +6,14 @@ Each page runs under a small st.navigation entry registering PAGES (conftest's `
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 streamlit = pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest
+
+from apptest_helpers import button, figures
 
 import core
 from core.analysis.sae import SAEConfig, SparseAutoencoder, list_saes, save_saelens, train_sae_on_run
@@ -51,16 +51,6 @@ def app(page_app):
     return lambda page, workspace: page_app(page, workspace, PAGES)
 
 
-def _figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def _button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
-
-
 # ----- empty workspace ---------------------------------------------------------------------------
 @pytest.mark.parametrize("page, words", [("sae_train.py", "Workspace page"), ("sae_gallery.py", "Train SAE page"),
                                          ("sae_match.py", "Train SAE page")])
@@ -82,12 +72,12 @@ def test_train__form_trains_and_lists_the_sae(app, tokens_workspace):
     at.number_input(key="sae_batch").set_value(128)
     at.number_input(key="sae_tokens").set_value(128 * 20)
     at.number_input(key="sae_seed").set_value(7)
-    _button(at, "Train SAE").click().run()
+    button(at, "Train SAE").click().run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.success and "held-out FVE" in at.success[0].value
     assert len(list_saes(Store(tokens_workspace))) == before + 1
-    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert any(t.startswith("Training ·") for t in titles), titles
     assert any("k=4" in str(v) for v in at.dataframe[0].value["SAE"])
 
@@ -97,12 +87,12 @@ def test_train__k_larger_than_width_and_narrow_width_are_refused(app, tokens_wor
     at.run()
     at.number_input(key="sae_expansion").set_value(1.0)
     at.number_input(key="sae_k").set_value(1000)
-    _button(at, "Train SAE").click().run()
+    button(at, "Train SAE").click().run()
     assert not at.exception
     assert at.error and "k=1000 is larger than the width 384" in at.error[0].value
     at.number_input(key="sae_expansion").set_value(0.5)
     at.number_input(key="sae_k").set_value(8)
-    _button(at, "Train SAE").click().run()
+    button(at, "Train SAE").click().run()
     assert not at.exception
     assert at.error and "width smaller than d" in at.error[0].value
 
@@ -128,11 +118,11 @@ def test_train__loads_an_saelens_folder_and_refuses_a_wrong_width(app, tokens_wo
     at.run()
     at.selectbox(key="sae_layer").set_value(LAYER).run()
     at.text_input(key="sae_import_folder").set_value(str(wide_folder)).run()
-    _button(at, "Load SAELens SAE").click().run()
+    button(at, "Load SAELens SAE").click().run()
     assert not at.exception
     assert at.error and "d_in=768" in at.error[0].value and "384 wide" in at.error[0].value
     at.text_input(key="sae_import_folder").set_value(str(good_folder)).run()
-    _button(at, "Load SAELens SAE").click().run()
+    button(at, "Load SAELens SAE").click().run()
     assert not at.exception
     assert at.success and at.success[0].value.startswith("Loaded")
     assert any(m.get("source") == "imported" for m in list_saes(Store(tokens_workspace)))
@@ -143,9 +133,9 @@ def test_gallery__computes_statistics_then_draws_map_and_cards(app, tokens_works
     at = app("sae_gallery.py", tokens_workspace)
     at.run()
     assert not at.exception
-    _button(at, "Compute feature statistics").click().run()
+    button(at, "Compute feature statistics").click().run()
     assert not at.exception
-    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert any(t.startswith("Feature map: PCA") for t in titles), titles
     assert sum("activations when active" in t for t in titles) >= 4  # the open card and the grid's cards
     assert any("by topic" in t for t in titles)  # label association on the open card
@@ -166,12 +156,12 @@ def test_match__pairs_two_saes_and_shows_cards_side_by_side(app, tokens_workspac
     at = app("sae_match.py", tokens_workspace)
     at.run()
     assert not at.exception
-    _button(at, "Match features").click().run()
+    button(at, "Match features").click().run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     labels = [m.label for m in at.metric]
     assert "Mean paired correlation" in labels and "SVCCA of paired decoders" in labels
-    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert any(t.startswith("Paired feature correlations (tokens") for t in titles), titles
     assert at.dataframe and len(at.dataframe[0].value) > 0
     cards = [m.value for m in at.markdown if m.value.startswith(("**A · Feature", "**B · Feature"))]
