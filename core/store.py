@@ -26,13 +26,17 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from core import codec
 from core.errors import DamagedEntryError, LayerscopeError
+
+R = TypeVar("R")
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +105,50 @@ def verify_entry(folder: Path, checksums: Mapping[str, str]) -> None:
         _verified.add(stamp)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, flush it to disk, then rename over `path`.
+
+    The one way files are written in place: a reader sees the old file or the whole new
+    one, never a prefix, and an interrupted write leaves no file under `path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temporary file beside `path`, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(data, indent=1, default=_json_default).encode())
 
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `final`; when the block ends without an error it is
+    renamed to `final` (replacing an older folder), on an error it is removed."""
+    final = Path(final)
+    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -120,18 +159,10 @@ def atomic_entry(final: Path, meta: Mapping[str, Any]) -> Iterator[Path]:
     written and the folder renamed to `final`, replacing an older entry; on an error
     the temporary folder is removed. A reader never sees half an entry.
     """
-    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(final) as tmp:
         yield tmp
         full = {**meta, "checksums": checksum_files(tmp)}
         write_json_atomic(tmp / "meta.json", full)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class Store:
@@ -139,6 +170,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root).expanduser().resolve() if root is not None else default_workspace()
+        self.counts: Counter[tuple[str, str]] = Counter()  # (kind, "hit" | "miss") of cached()/lookup()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -287,3 +319,80 @@ class Store:
         loaded = self.load_result(kind, params)
         assert loaded is not None
         return loaded
+
+    # ----- typed results (one codec, one hit/miss path) ----------------------------------
+    def lookup(self, kind: str, params: Mapping[str, Any], result_type: type[R]) -> R | None:
+        """The stored `result_type` for (kind, params), or None when absent, damaged or unreadable."""
+        hit = self.load_result(kind, params)
+        if hit is not None:
+            try:
+                result = codec.decode(result_type, *hit)
+            except codec.CodecError as err:
+                logger.warning("%s in %s; recomputing", err, self.result_dir(kind, make_key({"kind": kind, **params})))
+            else:
+                self.counts[kind, "hit"] += 1
+                return result
+        self.counts[kind, "miss"] += 1
+        return None
+
+    def save(self, kind: str, params: Mapping[str, Any], result: Any) -> Path:
+        """Store a result dataclass under (kind, params) through the codec."""
+        arrays, meta = codec.encode(result)
+        return self.save_result(kind, params, arrays, meta)
+
+    def cached(self, kind: str, params: Mapping[str, Any], compute: Callable[[], R], result_type: type[R]) -> R:
+        """The stored result for (kind, params), or `compute()` saved and returned.
+
+        `params` must hold every input that changes the result (run key, layer, method,
+        seed, a version); `compute()` returns a `result_type` dataclass.
+        """
+        stored = self.lookup(kind, params, result_type)
+        if stored is not None:
+            return stored
+        result = compute()
+        self.save(kind, params, result)
+        return result
+
+    # ----- entries that are folders of files (e.g. SAEs) ----------------------------------
+    def entry_dir(self, kind: str, key: str) -> Path:
+        return self.result_dir(kind, key)
+
+    @contextlib.contextmanager
+    def write_entry(self, kind: str, key: str, meta: Mapping[str, Any]) -> Iterator[Path]:
+        """Yield a temporary folder for an entry's files; renamed to `entry_dir(kind, key)` when complete."""
+        full = {"kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+        with atomic_entry(self.entry_dir(kind, key), full) as tmp:
+            yield tmp
+
+    def list_entries(self, kind: str) -> list[dict[str, Any]]:
+        """Metadata of every complete entry of `kind` with `key` and `path`, newest first."""
+        folder = self.root / "results" / kind
+        entries = []
+        if not folder.is_dir():
+            return entries
+        for entry in folder.iterdir():
+            meta_path = entry / "meta.json"
+            if entry.name.endswith(".tmp") or not meta_path.is_file():
+                continue
+            try:
+                meta = read_json(meta_path)
+            except (OSError, json.JSONDecodeError):
+                logger.warning("skipping unreadable metadata %s", meta_path)
+                continue
+            entries.append({**meta, "key": entry.name, "path": str(entry)})
+        entries.sort(key=lambda m: m.get("created", ""), reverse=True)
+        return entries
+
+    def open_entry(self, kind: str, key: str) -> tuple[Path, dict[str, Any]]:
+        """The folder and metadata of a complete entry (checksums verified)."""
+        folder = self.entry_dir(kind, key)
+        if not (folder / "meta.json").is_file():
+            raise LayerscopeError(f"{kind} {key!r} is not in the workspace {self.root}")
+        meta = read_json(folder / "meta.json")
+        verify_entry(folder, meta.get("checksums", {}))
+        return folder, meta
+
+    def delete_entry(self, kind: str, key: str) -> None:
+        folder = self.entry_dir(kind, key)
+        if folder.exists():
+            shutil.rmtree(folder)
