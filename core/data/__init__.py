@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import LayerscopeError
+from core.validation import check_int
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -116,8 +117,7 @@ def load_dataset(
         modality = "text"
         description = f"{path.name}: {len(table)} rows"
     if limit is not None:
-        if limit < 1:
-            raise LayerscopeError(f"limit={limit!r} must be a positive number of rows")
+        limit = check_int("limit", limit, low=1)
         table = table.iloc[:limit].reset_index(drop=True)
         images = images[:limit] if images is not None else None
     if len(table) == 0:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from core.errors import LayerscopeError
+from core.validation import check_choice
 from core.models.layers import default_layers, hookable_layers, resolve_layers
 
 logger = logging.getLogger(__name__)
@@ -334,9 +335,7 @@ def _from_module(module: nn.Module, name: str, preprocess, modality) -> LoadedMo
             f"model {name!r} is a plain nn.Module; pass preprocess= a function mapping a list of inputs "
             "to a tensor or a dict of tensors"
         )
-    modality = modality or "text"
-    if modality not in ("text", "image"):
-        raise LayerscopeError(f"modality={modality!r} must be 'text' or 'image'")
+    modality = check_choice("modality", modality or "text", ("text", "image"))
     return LoadedModel(
         name=name,
         module=module,
