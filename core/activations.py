@@ -24,20 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LayerscopeError
-
-
-# how tokenizers mark word starts and line breaks in token strings, shown as text
-TOKEN_MARKS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}
-
-
-def display_tokens(tokens) -> list[str]:
-    """Token strings as text: BPE marks (Ġ, ▁, Ċ) turned into spaces and newlines."""
-    out = []
-    for token in tokens:
-        for mark, text in TOKEN_MARKS.items():
-            token = token.replace(mark, text)
-        out.append(token)
-    return out
+from core.tokens import TOKEN_MARKS, display_tokens  # noqa: F401 - public here too
 
 
 class Activations:

@@ -1,11 +1,11 @@
-"""core.analysis.sae: a TopK SAE trained with SAETrainer recovers known sparse directions.
+"""core.analysis.sae.trainer: a TopK SAE trained with SAETrainer recovers known sparse directions.
 
 Synthetic data with a known dictionary: 64 random unit directions in d=48, each token a
 non-negative combination of 3 of them (coefficients in [0.5, 2]), 20k tokens. A TopK SAE
 (k=3, width 128 = 2x the true dictionary) trained on it should have, for almost every true
 direction, a decoder row pointing the same way. The score is the mean over true directions
 of the best cosine with any decoder row; an untrained SAE scores about 0.4 on it.
-Runs in a few seconds on one thread.
+Runs in a few seconds on one thread (conftest.py's one_thread).
 """
 
 from __future__ import annotations
@@ -17,15 +17,6 @@ from core.analysis.sae import SAEConfig, SAETrainer, SparseAutoencoder
 
 D_IN, N_TRUE, N_TOKENS, ACTIVE = 48, 64, 20_000, 3
 WIDTH, K, BATCH = 128, 3, 256
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small SAE steps are faster on one thread (and the suite may share a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
