@@ -1,0 +1,44 @@
+"""Geometry of one layer: trajectory curvature, intrinsic dimension, matrix entropy,
+effective rank and anisotropy, computed for every layer of a run.
+
+Definitions follow /work/shared/METRICS.md, section "Geometry of one layer". One module
+per concept: `curvature`, `intrinsic_dimension`, `spectrum` (matrix entropy, effective
+rank, anisotropy), `entropy` (prompt entropy), `by_layer` (all layers of a run, cached in
+the store). Pairwise distances and Gram eigenvalues run in torch (on CUDA when present);
+spectra are computed in float64.
+"""
+
+from core.analysis.geometry.by_layer import DEFAULT_OPTIONS, GEOMETRY_VERSION, geometry_by_layer
+from core.analysis.geometry.curvature import CURVATURE_VARIANTS, curvature, curvature_per_input, turning_angles
+from core.analysis.geometry.entropy import prompt_entropy
+from core.analysis.geometry.intrinsic_dimension import ID_METHODS, MIN_ID_POINTS, intrinsic_dimension
+from core.analysis.geometry.result import (
+    GEOMETRY_METRICS,
+    METRIC_UNITS,
+    PER_INPUT_METRICS,
+    RESULT_METRICS,
+    GeometryResult,
+)
+from core.analysis.geometry.spectrum import anisotropy, effective_rank, matrix_entropy
+
+__all__ = [
+    "CURVATURE_VARIANTS",
+    "DEFAULT_OPTIONS",
+    "GEOMETRY_METRICS",
+    "GEOMETRY_VERSION",
+    "ID_METHODS",
+    "METRIC_UNITS",
+    "MIN_ID_POINTS",
+    "PER_INPUT_METRICS",
+    "RESULT_METRICS",
+    "GeometryResult",
+    "anisotropy",
+    "curvature",
+    "curvature_per_input",
+    "effective_rank",
+    "geometry_by_layer",
+    "intrinsic_dimension",
+    "matrix_entropy",
+    "prompt_entropy",
+    "turning_angles",
+]
