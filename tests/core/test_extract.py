@@ -208,7 +208,7 @@ def test_pool__shapes_and_masks():
 def test_extract__out_of_memory_halves_the_batch_and_remembers(minilm, few_sentences, store, monkeypatch):
     # CUDA out-of-memory cannot happen on a CPU-only machine: raise it for batches above 5
     # inputs (bench/gpu.py checks the real thing on a GPU with the allocator capped)
-    from core.extract import _Extraction
+    from core.extract.extraction import _Extraction
 
     real_forward = _Extraction._forward
     sizes = []
