@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from core.errors import LayerscopeError
-from core.extract import capture_layers, run_captured
+from core.hooks import capture_layers, run_captured
 from core.models import LoadedModel
+from core.validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -154,14 +155,13 @@ def logit_lens(
         raise LayerscopeError("text is empty; type a sentence for the logit lens to read")
     module = model.module
     vocab = getattr(module.config, "vocab_size", None) or len(model.tokenizer)
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab:
-        raise LayerscopeError(f"top_k={top_k!r} must be an integer between 1 and the vocabulary size {vocab}")
+    top_k = check_int("top_k", top_k, low=1, high=vocab)
     layer_paths = model.resolve_layers(layers)
     norm_path, norm = find_final_norm(module)
     head_path, head = find_unembedding(module)
     if head_path in layer_paths or norm_path in layer_paths:
         raise LayerscopeError(f"layers must be residual-stream layers, not the head itself ({head_path}, {norm_path})")
-    max_length = int(max_length or model.max_length)
+    max_length = check_int("max_length", max_length or model.max_length, low=1)  # None or 0: the model's own
     ids = model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
     truncated = len(ids) > max_length
     ids = ids[:max_length]
@@ -185,7 +185,7 @@ def logit_lens(
         width = head.weight.shape[1] if isinstance(getattr(head, "weight", None), torch.Tensor) else None
         head_dtype = next(head.parameters()).dtype
 
-        T, k, L = len(ids), int(top_k), len(layer_paths)
+        T, k, L = len(ids), top_k, len(layer_paths)
         top_ids = np.zeros((L, T, k), dtype=np.int64)
         top_probs = np.zeros((L, T, k))
         kl = np.zeros((L, T))
