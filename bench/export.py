@@ -80,6 +80,7 @@ def demo_run(store):
 
 
 def time_report(workspace: str | None) -> None:
+    from core.recipes import Context, build_figure
     from core.report import plan_report, write_report
     from core.store import Store
 
@@ -90,9 +91,10 @@ def time_report(workspace: str | None) -> None:
         return
     specs = plan_report(store, [key])
     start = time.perf_counter()
+    context = Context(store)
     for spec in specs:  # compute and store the analyses (the pages do this before anyone exports)
         try:
-            export.build_figure(spec, store)
+            build_figure(spec, store, context=context)
         except Exception as err:  # noqa: BLE001
             print(f"  (cannot build {spec['figure']}: {err})")
     print(f"report: analyses of run {key} ready in {time.perf_counter() - start:.1f} s (untimed warm-up)")

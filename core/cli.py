@@ -299,11 +299,18 @@ def cmd_report(args) -> int:
     keys = list(args.run)
     for key in keys:
         store.open_run(key)  # a missing key fails now, with its message, before any work
+    models = {}  # loaded once: for extraction, then for the logit lens
+
+    def model_named(name: str):
+        if name not in models:
+            models[name] = load_model(name, device=args.device, workspace=store.root)
+        return models[name]
+
     if args.model:
         poolings = _split(args.pooling) or ["mean"]
         dataset = load_dataset(args.data, limit=args.limit)
         for name in args.model:
-            model = load_model(name, device=args.device, workspace=store.root)
+            model = model_named(name)
             for pooling in poolings:
                 bar, progress = _bar(f"{model.name} on {dataset.name} ({pooling})")
                 try:
@@ -317,8 +324,7 @@ def cmd_report(args) -> int:
         print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
     result = write_report(store, keys, args.out, publication=not args.screen_style, formats=formats, tables=tables,
-                          scale=args.scale, make_zip=not args.no_zip, progress=progress,
-                          load_model=lambda name: load_model(name, device=args.device, workspace=store.root))
+                          scale=args.scale, make_zip=not args.no_zip, progress=progress, load_model=model_named)
     for item in result.not_drawn:
         print(f"not drawn: {item['title']}: {item['reason']}", file=sys.stderr)
     for note in result.notes:

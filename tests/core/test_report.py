@@ -15,6 +15,7 @@ import pytest
 import core
 from core import export, report
 from core.errors import LayerscopeError
+from core.report import write as report_write
 
 HAS_BROWSER = export.browser_path() is not None
 
@@ -76,7 +77,7 @@ def test_report__a_failure_midway_leaves_nothing_that_looks_complete(two_runs, t
     store, trained, _ = two_runs
     specs = report.plan_report(store, [trained.key], max_maps=2)[:3]
     calls = []
-    real = report.export_figure
+    real = report_write.export_figure
 
     def fail_on_third(*args, **kwargs):
         calls.append(1)
@@ -84,7 +85,7 @@ def test_report__a_failure_midway_leaves_nothing_that_looks_complete(two_runs, t
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(report, "export_figure", fail_on_third)
+    monkeypatch.setattr(report_write, "export_figure", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         report.write_report(store, [trained.key], tmp_path / "report", specs=specs, formats=("html",))
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,80 @@
+"""Probe figures: held-out probe score per layer (the Probes page), and several runs on relative depth (Compare)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import LayerscopeError
+from core.recipes.context import Context
+from core.recipes.registry import BuiltFigure, register, run_keys
+
+
+def probe_result(context: Context, acts, column: str, *, task: str = "auto", dropna: bool = True,
+                 drop_rare: bool = True):
+    """The run's ProbeResult for `column` (5-fold CV, seed 0), through the store.
+
+    Inputs without a label and classes too rare for the folds are left out (and counted), as
+    on the Probes page.
+    """
+    from core.analysis.probes import probe_by_layer_cached
+
+    def compute():
+        return probe_by_layer_cached(acts, column, context.store, task=task, dropna=dropna, drop_rare=drop_rare)
+
+    return context.cached(("probe", acts.key, column, task, dropna, drop_rare), compute)
+
+
+def score_name(result) -> str:
+    """"accuracy" for a classification probe, "R²" for a regression one."""
+    return "accuracy" if result.metric == "accuracy" else "R²"
+
+
+def _probe_analysis(result) -> dict[str, Any]:
+    p = result.params
+    estimator = (f"multinomial logistic regression (L2, C={p.get('C', 1.0):g})" if result.metric == "accuracy"
+                 else "ridge regression (alpha chosen on each training split)")
+    return {"metric": result.metric, "variant": f"{estimator}, {p.get('n_folds', 5)}-fold CV, shuffled-label control",
+            "parameters": p, "seeds": {"folds_and_control": p.get("seed", 0)}, "n": result.n,
+            "n_dropped": result.n_dropped, "chance": result.chance}
+
+
+@register("probe_curve", page="views/probes.py")
+def probe_curve_recipe(context: Context, runs, *, column: str, task: str = "auto", dropna: bool = True,
+                       drop_rare: bool = True, title: str | None = None) -> BuiltFigure:
+    """The Probes page's curve: held-out score per layer with the shuffled-label control and chance."""
+    from core.figures.probes import probe_curve
+
+    acts = context.run(run_keys(runs, "probe_curve")[0])
+    result = probe_result(context, acts, column, task=task, dropna=dropna, drop_rare=drop_rare)
+    fig = probe_curve(result, title=title or f"{acts.model_name} on {acts.dataset_name}: probing {column}")
+    caption = (f"Linear probe {score_name(result)} for {column} at each layer of {acts.model_name} on "
+               f"{acts.dataset_name} (mean ± std over folds), with the shuffled-label control and chance; "
+               f"best layer {result.best_layer}.")
+    return BuiltFigure(fig, result.to_frame(), _probe_analysis(result), caption, f"probe-{acts.model_name}-{column}",
+                       result=result)
+
+
+@register("probe_depth_curves", page="views/compare.py")
+def probe_depth_recipe(context: Context, runs, *, column: str, names: Sequence[str] | None = None,
+                       title: str | None = None, y_title: str | None = None) -> BuiltFigure:
+    """Compare's probe curves of several runs on one relative-depth axis."""
+    from core.figures.similarity import relative_depth_curves
+
+    if not runs:
+        raise LayerscopeError("figure 'probe_depth_curves' needs at least one run key")
+    names = list(names) if names else [context.run(key).model_name for key in runs]
+    if len(names) != len(runs):
+        raise LayerscopeError(f"names={names!r} must give one legend name per run ({len(runs)})")
+    results = [probe_result(context, context.run(key), column) for key in runs]
+    curves = {name: (list(r.layer_names), np.asarray(r.mean)) for name, r in zip(names, results)}
+    score = score_name(results[-1])
+    fig = relative_depth_curves(curves, y_title=y_title or f"held-out probe {score}",
+                                title=title or f"Linear probe {score} for {column}, both models")
+    table = pd.concat([r.to_frame().assign(run=name) for name, r in zip(names, results)], ignore_index=True)
+    caption = f"Linear probe {score} for {column} on a relative-depth axis: {', '.join(names)}."
+    return BuiltFigure(fig, table, {**_probe_analysis(results[0]), "runs": list(names)}, caption,
+                       f"probe-depth-{column}", result=results)
