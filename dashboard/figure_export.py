@@ -21,9 +21,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import export
+from core import export, recipes
 from core.errors import LayerscopeError
-from dashboard import services
+from core.store import Store
+from dashboard import cached
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +40,33 @@ def images_unavailable() -> str | None:
     return export.images_unavailable_reason()
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _recipe_context(root: str) -> recipes.Context:
+    """The context every session builds figures in: the cached models and runs, results computed once."""
+    return recipes.Context(Store(root), load_model=cached.load_model, open_run=cached.open_run)
+
+
+def build(figure: str, runs=(), **params: Any) -> recipes.BuiltFigure:
+    """Figure `figure` of `runs` built by its recipe (core.recipes), as reports and sidecars rebuild it."""
+    return recipes.build(_recipe_context(str(cached.store().root)), figure, runs, **params)
+
+
 class PreparedExport:
     """One figure's export, built on demand (in the download's own thread, without Streamlit calls)."""
 
-    def __init__(self, fig: go.Figure, *, name: str, spec: dict, data: pd.DataFrame | None) -> None:
+    def __init__(self, fig: go.Figure, *, name: str, spec: dict, data: pd.DataFrame | None,
+                 built: recipes.BuiltFigure | None = None) -> None:
         self.fig = fig
         self.stem = export.slug(name)
         self.spec = spec
         self.data = data
-        self._built: export.BuiltFigure | None | bool = False
+        self._built: recipes.BuiltFigure | None | bool = False if built is None else built
 
-    def _rebuilt(self) -> export.BuiltFigure | None:
+    def _rebuilt(self) -> recipes.BuiltFigure | None:
         """The figure rebuilt from its spec through the store: its table and analysis provenance."""
         if self._built is False:
             try:
-                self._built = export.build_figure(self.spec, services.store(), load_model=services.load_model)
+                self._built = recipes.build_figure(self.spec, context=_recipe_context(str(cached.store().root)))
             except Exception as err:  # the export still works from the figure itself  # noqa: BLE001
                 logger.warning("could not rebuild %s from its spec: %s", self.spec.get("figure"), err)
                 self._built = None
@@ -66,7 +79,7 @@ class PreparedExport:
 
     def write(self, formats, *, publication: bool, scale: float, folder: Path | None = None) -> tuple[Path, dict]:
         """Write `formats` + sidecar into `folder` (default exports/figures/); returns (folder, sidecar)."""
-        store = services.store()
+        store = cached.store()
         folder = folder or export.export_folder(store, FIGURES_FOLDER)
         sidecar = export.export_figure(self.fig, folder, name=self.stem, spec=self.spec, store=store, formats=formats,
                                        publication=publication, scale=scale, **self._parts())
@@ -94,13 +107,19 @@ class PreparedExport:
 
     def sidecar(self, *, publication: bool, scale: float) -> bytes:
         parts = self._parts()
-        return export.sidecar_bytes(self.fig, name=self.stem, spec=self.spec, store=services.store(),
+        return export.sidecar_bytes(self.fig, name=self.stem, spec=self.spec, store=cached.store(),
                                     analysis=parts["analysis"], caption=parts["caption"], publication=publication,
                                     scale=scale)
 
 
+def show_built(built: recipes.BuiltFigure, *, key: str, name: str | None = None, **plotly_chart_kwargs):
+    """show_figure of a figure built by its recipe (`build`): its spec, table and provenance go with the export."""
+    return show_figure(built.figure, name=name or built.name, spec=built.spec, data=built.table, key=key,
+                       built=built, **plotly_chart_kwargs)
+
+
 def show_figure(fig: go.Figure, *, name: str, spec: dict, data: pd.DataFrame | None = None, key: str,
-                **plotly_chart_kwargs):
+                built: recipes.BuiltFigure | None = None, **plotly_chart_kwargs):
     """st.plotly_chart(fig, key=key, **kwargs) plus an Export popover; returns the chart's event.
 
     name: a file-name stem ("probe-minilm-topic"); spec: core.export.figure_spec(...) naming
@@ -108,7 +127,7 @@ def show_figure(fig: go.Figure, *, name: str, spec: dict, data: pd.DataFrame | N
     behind the figure (default: rebuilt from the spec, else the figure's own traces).
     """
     event = st.plotly_chart(fig, key=key, **plotly_chart_kwargs)
-    prepared = PreparedExport(fig, name=name, spec=spec, data=data)
+    prepared = PreparedExport(fig, name=name, spec=spec, data=data, built=built)
     with st.popover("Export", icon=":material/download:"):
         fmt = st.selectbox("Format", CHOICES, format_func=LABELS.get, key=f"{key}__export_format")
         scale = 2

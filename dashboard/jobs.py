@@ -1,7 +1,7 @@
-"""Background work shared by all sessions: UMAP warm-up and long projections.
+"""Background work shared by all sessions: the UMAP warm-up and aligned UMAP of a run.
 
-A page submits a job under a key and polls its status; it never blocks on it.
-Results go to the store, so a finished job is read back like any cached result.
+A page submits a job under a key and polls its state; it never blocks on it. Results go
+to the store, so a finished job is read back like any cached result.
 """
 
 from __future__ import annotations
@@ -10,16 +10,22 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import streamlit as st
 
+from core.store import Store
+
 logger = logging.getLogger(__name__)
+
+UMAP_WARMUP = "umap-warmup"
 
 
 @dataclass
 class Job:
+    """One piece of background work and how far it got."""
+
     key: str
     label: str
     started: float = field(default_factory=time.time)
@@ -34,12 +40,17 @@ class Job:
     def elapsed(self) -> float:
         return (self.finished or time.time()) - self.started
 
+    @property
+    def over(self) -> bool:
+        return self.state in ("done", "failed")
+
     def progress(self, done: int, total: int, message: str = "") -> None:
+        """A `core.progress.Progress` callback recording the job's advance."""
         self.done, self.total, self.message = done, total, message
 
 
 class JobBoard:
-    """Runs each job once in a daemon thread; status readable from any session."""
+    """Runs each job once in a daemon thread; its state is readable from any session."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
@@ -49,6 +60,7 @@ class JobBoard:
         return self._jobs.get(key)
 
     def submit(self, key: str, label: str, work: Callable[[Job], object]) -> Job:
+        """Start `work(job)` unless a job under `key` runs or is done (a failed one is retried)."""
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job.state != "failed":
@@ -72,12 +84,11 @@ class JobBoard:
 
 @st.cache_resource
 def board() -> JobBoard:
+    """The server's one job board (shared by every session)."""
     return JobBoard()
 
 
-UMAP_WARMUP = "umap-warmup"
-
-
+# ----- UMAP ------------------------------------------------------------------------------------
 def start_umap_warmup() -> Job:
     """Compile umap's numba code in the background once per server process."""
 
@@ -98,5 +109,30 @@ def start_umap_warmup() -> Job:
 
 
 def umap_ready() -> bool:
+    """UMAP's numba code is compiled (later UMAPs take seconds, not a minute)."""
     job = board().get(UMAP_WARMUP)
     return job is not None and job.state == "done"
+
+
+def aligned_umap_key(run_key: str) -> str:
+    return f"aligned-umap-{run_key}"
+
+
+def aligned_umap_job(run_key: str) -> Job | None:
+    """The aligned-UMAP job of a run, if one was submitted on this server."""
+    return board().get(aligned_umap_key(run_key))
+
+
+def start_aligned_umap(store: Store, run_key: str, layers: Sequence[str]) -> Job:
+    """Aligned UMAP of every layer of a run, into the store (after the warm-up, so numba compiles once)."""
+    from core.analysis import projection
+
+    def work(job: Job) -> None:
+        warm = board().get(UMAP_WARMUP)
+        while warm is not None and warm.state == "running":  # share the compilation, not repeat it
+            job.progress(0, len(layers), "waiting for the UMAP warm-up")
+            time.sleep(1)
+        projection.aligned_projection_cached(store.open_run(run_key), list(layers), "umap", store,
+                                             progress=job.progress)
+
+    return board().submit(aligned_umap_key(run_key), f"aligned UMAP of {run_key}", work)

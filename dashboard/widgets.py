@@ -1,23 +1,23 @@
-"""Shared page furniture: header, empty states, run picker, error display."""
+"""Page furniture every page shares: header, empty states, errors, progress bars, the run picker."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
+import core
 from core.errors import LayerscopeError
-from dashboard import services
+from core.progress import Progress
+from core.runs import is_untrained
+from dashboard import cached, state
 
 CSS = Path(__file__).resolve().parents[1] / "assets" / "style.css"
-
-# session-state keys (the only ones pages share)
-RUN_KEY = "run_key"  # key of the run the pages show
-LAYER_KEY = "explorer_layer"  # layer the explorer shows (probes page can set it)
-
-DEMO_RUN = ("minilm", "demo:sentences", "mean")
+DEMO_RUN = ("minilm", "demo:sentences", "mean")  # the run pages open first when the workspace has it
+WORKSPACE_PAGE = "views/workspace.py"
 
 
 def inject_css() -> None:
@@ -30,18 +30,67 @@ def page_header(title: str, subtitle: str) -> None:
 
 
 def empty_state(message: str, *, page: str | None = None, label: str | None = None) -> None:
+    """An info box saying what to do, with a link to the page where it is done."""
     st.info(message, icon=":material/info:")
     if page:
         st.page_link(page, label=label or "Open", icon=":material/arrow_forward:")
 
 
+# ----- errors and progress ---------------------------------------------------------------------------
+def show_error(error: Exception | str, *, about: str | None = None, hint: str | None = None) -> None:
+    """A user's mistake as one st.error: "<about>: <what is wrong>. <hint>"."""
+    message = f"{about}: {error}" if about else str(error)
+    if hint:
+        message = f"{message.rstrip('.')}. {hint}"
+    st.error(message, icon=":material/error:")
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Show a LayerscopeError (a user's mistake) as st.error instead of a traceback."""
+def user_errors(*, about: str | None = None) -> Iterator[None]:
+    """Show a LayerscopeError (a user's mistake) with show_error instead of a traceback."""
     try:
         yield
     except LayerscopeError as err:
-        st.error(str(err), icon=":material/error:")
+        show_error(err, about=about)
+
+
+class ProgressBar:
+    """A st.progress bar as a `core.progress.Progress` callback.
+
+    describe(done, total, what) words the bar's text (default: core's `what`).
+    """
+
+    def __init__(self, text: str, *, describe: Callable[[int, int, str], str] | None = None) -> None:
+        self.describe = describe or (lambda done, total, what: what)
+        self._slot = st.empty()
+        self._bar = self._slot.progress(0.0, text=text)
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        self.step(0.0, 1.0)(done, total, what)
+
+    def step(self, start: float, span: float, describe: Callable[[int, int, str], str] | None = None) -> Progress:
+        """A callback filling the part [start, start + span] of the bar, for one step of several."""
+        words = describe or self.describe
+
+        def progress(done: int, total: int, what: str = "") -> None:
+            self._bar.progress(min(1.0, start + span * done / max(total, 1)), text=words(done, total, what))
+
+        return progress
+
+    def finish(self, text: str) -> None:
+        """Fill the bar and say so."""
+        self._bar.progress(1.0, text=text)
+
+    def empty(self) -> None:
+        """Remove the bar (also after an error: no bar is left behind)."""
+        self._slot.empty()
+
+
+# ----- runs ------------------------------------------------------------------------------------------
+def describe_run(run: Mapping[str, Any]) -> str:
+    """One line naming a run: model · dataset · inputs · pooling · layers."""
+    return (f"{run['model']['name']} · {run['dataset']['name']} · {run['n_inputs']:,} inputs · {run['pooling']} · "
+            f"{len(run['layers'])} layers")
 
 
 def _default_run(runs: list[dict]) -> str:
@@ -49,17 +98,17 @@ def _default_run(runs: list[dict]) -> str:
     for run in runs:
         if (run["model"]["name"], run["dataset"]["name"], run["pooling"]) == DEMO_RUN:
             return run["key"]
-    trained = [r for r in runs if not str(r["model"].get("weights", "")).startswith("reinit")]
+    trained = [r for r in runs if not is_untrained(r)]
     return (trained or runs)[0]["key"]
 
 
 def run_picker(*, where: Callable[[dict], bool] | None = None, label: str = "Run") -> dict | None:
-    """Sidebar select box over the workspace's runs; returns the chosen run's metadata."""
-    runs = [r for r in services.list_runs() if where is None or where(r)]
+    """Sidebar select box over the workspace's runs (the current run first); returns the chosen run's metadata."""
+    runs = [r for r in cached.list_runs() if where is None or where(r)]
     if not runs:
         return None
     keys = [r["key"] for r in runs]
-    current = st.session_state.get(RUN_KEY)
+    current = state.run_key()
     if current not in keys:
         current = _default_run(runs)
     by_key = {r["key"]: r for r in runs}
@@ -67,32 +116,32 @@ def run_picker(*, where: Callable[[dict], bool] | None = None, label: str = "Run
         label,
         keys,
         index=keys.index(current),
-        format_func=lambda k: services.describe_run(by_key[k]),
+        format_func=lambda k: describe_run(by_key[k]),
         help="Runs are extractions stored in the workspace; add one on the Workspace page.",
     )
-    st.session_state[RUN_KEY] = chosen
+    state.set_run_key(chosen)
     return by_key[chosen]
 
 
-def open_run_or_error(run: dict):
-    """Activations for a run, or st.error (e.g. its files were deleted) and None."""
+def open_run_or_error(run: Mapping[str, Any]) -> core.Activations | None:
+    """Activations for a run, or an error (e.g. its files were deleted) and None."""
     try:
-        return services.open_run(run["key"])
+        return cached.open_run(run["key"])
     except LayerscopeError as err:
-        st.error(f"{err}. Re-extract it on the Workspace page.", icon=":material/error:")
+        show_error(err, hint="Re-extract it on the Workspace page.")
         return None
 
 
 def current_run(*, where: Callable[[dict], bool] | None = None,
-                empty: str = "No runs yet: extract activations first."):
+                empty: str = "No runs yet: extract activations first.") -> core.Activations:
     """The sidebar's run (among those `where` accepts) as Activations.
 
     Stops the page with `empty` and a link to the Workspace when there is none, or
-    with an st.error when the run cannot be opened.
+    with an error when the run cannot be opened.
     """
     run = run_picker(where=where)
     if run is None:
-        empty_state(empty, page="views/workspace.py", label="Go to Workspace")
+        empty_state(empty, page=WORKSPACE_PAGE, label="Go to Workspace")
         st.stop()
     acts = open_run_or_error(run)
     if acts is None:
@@ -101,4 +150,5 @@ def current_run(*, where: Callable[[dict], bool] | None = None,
 
 
 def layer_label(layer: str, layers: list[str]) -> str:
+    """A layer as the select boxes show it: "index · name"."""
     return f"{layers.index(layer)} · {layer}"

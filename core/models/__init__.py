@@ -132,18 +132,17 @@ def load_model(
 
 def reinitialise(loaded: LoadedModel, *, seed: int) -> None:
     """Replace every weight by a fresh, seeded initialisation (in place)."""
-    torch.manual_seed(seed)
     module = loaded.module
     init = getattr(module, "_init_weights", None)
-    if callable(init) and hasattr(module, "config"):
+    # initialisers draw from the global generator: seed a private copy of it, so that loading a
+    # model (cached and shared by every dashboard session) leaves everyone else's random state alone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         for sub in module.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
-            init(sub)
-    else:
-        for sub in module.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
+            if callable(init) and hasattr(module, "config"):
+                init(sub)
     if hasattr(module, "tie_weights"):
         module.tie_weights()
     loaded.weights_hash = f"reinit{seed}-{architecture_hash(module)}"

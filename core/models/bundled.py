@@ -170,18 +170,22 @@ class DigitsPreprocess:
         return torch.from_numpy(np.stack(arrays)).reshape(len(arrays), 64) / 255.0
 
 
-def digits_mlp() -> nn.Sequential:
-    """The architecture: 64 pixels -> 128 -> 64 -> 10 classes."""
-    return nn.Sequential(
-        OrderedDict(
-            pixels=nn.Identity(),
-            fc1=nn.Linear(64, 128),
-            relu1=nn.ReLU(),
-            fc2=nn.Linear(128, 64),
-            relu2=nn.ReLU(),
-            logits=nn.Linear(64, 10),
+def digits_mlp(seed: int = 0) -> nn.Sequential:
+    """The architecture: 64 pixels -> 128 -> 64 -> 10 classes, initialised from `seed`."""
+    # nn.Linear initialises from the global generator: seed a private copy, so that building a
+    # model (cached and shared by every dashboard session) leaves everyone else's random state alone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            OrderedDict(
+                pixels=nn.Identity(),
+                fc1=nn.Linear(64, 128),
+                relu1=nn.ReLU(),
+                fc2=nn.Linear(128, 64),
+                relu2=nn.ReLU(),
+                logits=nn.Linear(64, 10),
+            )
         )
-    )
 
 
 def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
@@ -192,8 +196,7 @@ def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
     x = torch.from_numpy(dataset.images.reshape(len(dataset), 64).astype(np.float32) / 255.0)
     y = torch.tensor([int(d) for d in dataset.table["digit"]])
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = digits_mlp()
+    model = digits_mlp(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)

@@ -4,11 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.export import figure_spec
-from dashboard import analysis, jobs, widgets
-from dashboard.figure_export import show_figure
-
-METHOD_OF_AXIS = {"PC": "pca", "UMAP": "umap", "t-SNE": "tsne"}  # what the map shows (UMAP falls back to PCA)
+from core.recipes.maps import METHOD_OF_AXIS
+from dashboard import cached, jobs, layer_maps, state, widgets
+from dashboard.figure_export import build, show_built
 
 widgets.page_header(
     "Layer explorer",
@@ -19,7 +17,6 @@ widgets.page_header(
 acts = widgets.current_run()
 
 layers = acts.layer_names
-labels = acts.table[acts.label_columns] if acts.label_columns else None
 texts = acts.texts
 
 with st.sidebar:
@@ -36,18 +33,18 @@ with st.sidebar:
     k = st.slider("Nearest neighbours to list", 3, 30, 10)
     animate = st.toggle("Animate through layers", help="Play the aligned maps layer after layer.")
 
-layer_index = layers.index(st.session_state[widgets.LAYER_KEY]) if st.session_state.get(widgets.LAYER_KEY) in layers else 0
-layer = st.select_slider("Layer", options=layers, value=layers[layer_index],
+shown = state.explorer_layer()
+layer = st.select_slider("Layer", options=layers, value=shown if shown in layers else layers[0],
                          format_func=lambda name: widgets.layer_label(name, layers))
-st.session_state[widgets.LAYER_KEY] = layer
+state.set_explorer_layer(layer)
 
-rows = analysis.subsample(acts.n_inputs)
+rows = cached.subsample(acts.n_inputs)
 if len(rows) < acts.n_inputs:
     st.caption(f"Drawing a random subsample of {len(rows):,} of {acts.n_inputs:,} inputs (seed 0); "
                "neighbours and trustworthiness use all inputs.")
 
 with widgets.user_errors():
-    maps, axis_name, note = analysis.maps_for(acts, method, layer)
+    maps, axis_name, note = layer_maps.maps_for(acts, method, layer)
     if note:
         st.info(note, icon=":material/hourglass_top:")
     highlight = None
@@ -57,38 +54,34 @@ with widgets.user_errors():
 
     map_col, side_col = st.columns([3, 1], gap="medium")
     with side_col:
-        trust = analysis.trustworthiness(acts, layer, maps, axis_name)
+        trust = cached.trustworthiness(acts.key, layer, maps[layers.index(layer)], axis_name)
         st.metric("Trustworthiness (k=10)", f"{trust:.3f}",
                   help="sklearn.manifold.trustworthiness between this layer's full-dimensional vectors and the "
                   "2-D map: 1 means the map's neighbourhoods exist in the full space.")
         st.caption(f"{acts.n_inputs:,} inputs · d = {acts.dim(layer)} · {acts.pooling} pooling")
 
-    selected = st.session_state.get("explorer_selected")
+    selected = st.session_state.get(state.Explorer.SELECTED)
     neighbours = distances = None
     if selected is not None and selected < acts.n_inputs:
-        neighbours, distances = analysis.neighbours(acts.key, layer, selected, k)
+        neighbours, distances = cached.neighbours(acts.key, layer, selected, k)
 
     with map_col:
         title = f"{acts.model_name} · {layer} · {axis_name} map of {acts.dataset_name}"
         if animate:
             title = f"{acts.model_name} · {axis_name} maps across layers"
-            fig = analysis.animated_map(maps, layers, texts, labels, color_by, rows, axis_name, title)
-            spec = figure_spec("animated_layer_map", [acts.key], method=METHOD_OF_AXIS[axis_name], color_by=color_by,
-                               title=title)
-            show_figure(fig, name=f"maps-animated-{acts.model_name}", spec=spec, key="explorer_animation",
-                        width="stretch")
+            built = build("animated_layer_map", [acts.key], method=METHOD_OF_AXIS[axis_name], color_by=color_by,
+                          title=title, layer=layer)
+            show_built(built, key=state.Explorer.ANIMATION, width="stretch")
         else:
-            fig = analysis.layer_figure(maps, layers, layer, texts, labels, color_by, rows, highlight,
-                                        selected, neighbours, axis_name, title)
-            spec = figure_spec("layer_map", [acts.key], layer=layer, method=METHOD_OF_AXIS[axis_name],
-                               color_by=color_by, title=title, search=search, selected=selected, k=k)
-            event = show_figure(fig, name=f"map-{acts.model_name}-{layer}", spec=spec, key="explorer_map",
-                                width="stretch", on_select="rerun", selection_mode=("points",))
+            built = build("layer_map", [acts.key], layer=layer, method=METHOD_OF_AXIS[axis_name], color_by=color_by,
+                          title=title, search=search, selected=selected, k=k)
+            event = show_built(built, key=state.Explorer.MAP, width="stretch", on_select="rerun",
+                               selection_mode=("points",))
             points = event.selection.points if event and event.selection else []
             if points:
                 clicked = int(np.ravel(points[0]["customdata"])[0])
                 if clicked != selected:
-                    st.session_state["explorer_selected"] = clicked
+                    st.session_state[state.Explorer.SELECTED] = clicked
                     st.rerun()
 
     with side_col:
@@ -105,13 +98,13 @@ with widgets.user_errors():
                 table.insert(1, color_by, [acts.table[color_by].iloc[i] for i in neighbours])
             st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 420))
             if st.button("Clear selection"):
-                st.session_state.pop("explorer_selected", None)
+                st.session_state.pop(state.Explorer.SELECTED, None)
                 st.rerun()
 
 if method == "UMAP" and not jobs.umap_ready():
     @st.fragment(run_every=3)
     def wait_for_umap():
-        if jobs.umap_ready() or analysis.umap_job_done(acts):
+        if jobs.umap_ready() or layer_maps.umap_settled(acts.key):
             st.rerun(scope="app")
 
     wait_for_umap()

@@ -6,10 +6,8 @@ import streamlit as st
 
 from core import export
 from core.report import write_report
-from dashboard import services, widgets
+from dashboard import cached, state, widgets
 from dashboard.figure_export import images_unavailable
-
-REPORT_KEY = "export_report"  # session state: {"path", "zip", "figures", "not_drawn", "seconds"} of the last report
 
 widgets.page_header(
     "Export",
@@ -18,15 +16,15 @@ widgets.page_header(
     "index.html, into a folder of the workspace and a zip of it.",
 )
 
-runs = services.list_runs()
+runs = cached.list_runs()
 if not runs:
-    widgets.empty_state("No runs yet: extract activations first.", page="views/workspace.py", label="Go to Workspace")
+    widgets.empty_state("No runs yet: extract activations first.", page=widgets.WORKSPACE_PAGE, label="Go to Workspace")
     st.stop()
 by_key = {r["key"]: r for r in runs}
-current = st.session_state.get(widgets.RUN_KEY)
+current = state.run_key()
 chosen = st.multiselect(
     "Runs", list(by_key), default=[current if current in by_key else runs[0]["key"]],
-    format_func=lambda k: services.describe_run(by_key[k]),
+    format_func=lambda k: widgets.describe_run(by_key[k]),
     help="Two runs on the same inputs also get the CKA heatmap and probe curves on a relative-depth axis.",
 )
 c1, c2 = st.columns([2, 1])
@@ -35,7 +33,7 @@ folder = c1.text_input("Folder", value="report",
 publication = c2.checkbox("Publication style", value=True,
                           help="White background, larger fonts, colour-blind-safe colours, no toolbar.")
 root = export.EXPORTS_DIR
-st.caption(f"Writes `{services.store().root / root}/{folder.strip() or '…'}/` and `{folder.strip() or '…'}.zip`. "
+st.caption(f"Writes `{cached.store().root / root}/{folder.strip() or '…'}/` and `{folder.strip() or '…'}.zip`. "
            "An earlier report in that folder is replaced once the new one is complete.")
 reason = images_unavailable()
 if reason:
@@ -43,19 +41,17 @@ if reason:
 
 if st.button("Export report", type="primary", icon=":material/ios_share:", disabled=not chosen):
     with widgets.user_errors():
-        target = export.safe_child(export.exports_root(services.store()), folder)
-        bar = st.progress(0.0, text="Planning the report...")
-        result = write_report(
-            services.store(), chosen, target, publication=publication, load_model=services.load_model,
-            progress=lambda done, total, message: bar.progress(min(done / max(total, 1), 1.0), text=message),
-        )
+        target = export.safe_child(export.exports_root(cached.store()), folder)
+        bar = widgets.ProgressBar("Planning the report...")
+        result = write_report(cached.store(), chosen, target, publication=publication, load_model=cached.load_model,
+                              progress=bar)
         bar.empty()
-        st.session_state[REPORT_KEY] = {
+        st.session_state[state.Export.REPORT] = {
             "path": str(result.path), "zip": str(result.zip_path), "figures": len(result.figures),
             "not_drawn": result.not_drawn, "notes": result.notes, "seconds": result.seconds,
         }
 
-report = st.session_state.get(REPORT_KEY)
+report = st.session_state.get(state.Export.REPORT)
 if report and Path(report["zip"]).is_file():
     st.success(f"Wrote {report['figures']} figures in {report['seconds']:.1f} s to `{report['path']}`.",
                icon=":material/check_circle:")
@@ -64,7 +60,7 @@ if report and Path(report["zip"]).is_file():
     zip_path = Path(report["zip"])
     st.download_button(f"Download {zip_path.name} ({zip_path.stat().st_size / 2**20:.1f} MB)",
                        data=lambda: zip_path.read_bytes(), file_name=zip_path.name, mime=export.MIME["zip"],
-                       icon=":material/download:", on_click="ignore", key="export_report_zip")
+                       icon=":material/download:", on_click="ignore", key=state.Export.ZIP)
     if report["not_drawn"]:
         with st.expander(f"Not drawn ({len(report['not_drawn'])})"):
             for item in report["not_drawn"]:

@@ -1,16 +1,13 @@
 """Geometry: curvature, intrinsic dimension, entropy, rank and anisotropy against depth."""
 
-import pandas as pd
 import streamlit as st
 
 from core.analysis.geometry import CURVATURE_VARIANTS, GEOMETRY_METRICS, ID_METHODS, PER_INPUT_METRICS, RESULT_METRICS
-from core.export import figure_spec
-from core.figures.geometry import METRIC_TITLES, display_unit, geometry_curves, in_display_units, metric_variant
-from dashboard import geometry_services as gs
-from dashboard import services, widgets
-from dashboard.figure_export import show_figure
+from core.figures.geometry import METRIC_TITLES, display_unit, metric_variant
+from core.runs import TWIN_SEED
+from dashboard import actions, cached, planning, state, widgets
+from dashboard.figure_export import build, show_built
 
-REQUESTED = "geometry_requested"  # session state: set of computed requests (run keys x metric jobs)
 VARIANT_NAMES = {"signed": "signed (Hosseini & Fedorenko)", "abs": "abs (Skean et al.)",
                  "twonn": "TwoNN (linear fit, dadapy)", "mle": "maximum likelihood"}
 
@@ -25,13 +22,13 @@ if run is None:
     widgets.empty_state(
         "No runs yet: extract activations on the Workspace page. Curvature and prompt entropy need a run "
         "extracted with pooling='tokens'.",
-        page="views/workspace.py",
+        page=widgets.WORKSPACE_PAGE,
         label="Go to Workspace",
     )
     st.stop()
 if widgets.open_run_or_error(run) is None:
     st.stop()
-runs = services.list_runs()
+runs = cached.list_runs()
 
 with st.sidebar:
     st.markdown("##### Geometry")
@@ -61,13 +58,13 @@ with st.sidebar:
     others_by_key = {r["key"]: r for r in others}
     compare_key = st.selectbox(
         "Second run", [None, *others_by_key],
-        format_func=lambda k: "(none)" if k is None else services.describe_run(others_by_key[k]),
+        format_func=lambda k: "(none)" if k is None else widgets.describe_run(others_by_key[k]),
         help="Overlay another model (any depth): the relative-depth axis lines up their layers.",
     )
     with_twin = st.toggle(
         "Trained vs untrained",
         help="Also extract the same inputs from the same architecture with re-initialised weights (seed "
-        f"{gs.TWIN_SEED}): the classic control for curvature and intrinsic dimension.",
+        f"{TWIN_SEED}): the classic control for curvature and intrinsic dimension.",
     )
     relative = st.toggle("Relative depth axis", value=True,
                          help="x = layer / last layer (0 = embeddings, 1 = last layer), so models of different "
@@ -78,77 +75,48 @@ if not metrics:
     st.stop()
 
 # ----- what to compute --------------------------------------------------------------------
-compared = [run] + [r for r in others if r["key"] == compare_key]
-jobs = [(tuple(metrics), {"curvature_variant": curvature_variants[0], "id_method": id_methods[0],
-                          "entropy_alpha": float(alpha)})]
-jobs += [(("curvature",), {"curvature_variant": v}) for v in curvature_variants[1:] if "curvature" in metrics]
-jobs += [(("intrinsic_dimension",), {"id_method": m}) for m in id_methods[1:] if "intrinsic_dimension" in metrics]
+jobs = planning.geometry_jobs(metrics, curvature_variants, id_methods, alpha)
+plan = planning.plan_geometry(run, runs, second=compare_key, jobs=jobs, with_twin=with_twin)
+for r in plan.untrained:
+    st.caption(f"{r['model']['name']} is already an untrained model; it gets no twin.")
+requested = state.computed(state.Geometry.COMPUTED)
 
-twins: dict[str, dict | None] = {}
-if with_twin:
-    for r in compared:
-        if gs.is_untrained(r):
-            st.caption(f"{r['model']['name']} is already an untrained model; it gets no twin.")
-        else:
-            twins[r["key"]] = gs.find_twin(r, runs)
-request = (tuple(r["key"] for r in compared), tuple(twins), tuple((m, gs.options_key(o)) for m, o in jobs))
-requested = st.session_state.setdefault(REQUESTED, set())
-
-if request not in requested:
-    missing_twins = [r for r in compared if r["key"] in twins and twins[r["key"]] is None]
-    work = [f"{len(jobs)} metric set(s) x {len(compared) + len(twins)} run(s)"]
-    if missing_twins:
-        work.append("extracting the untrained twin of " + ", ".join(r["model"]["name"] for r in missing_twins))
-    st.caption("Computing: " + "; ".join(work) + ". Results are stored in the workspace and read back next time.")
+if plan.request not in requested:
+    st.caption(f"Computing: {plan.summary()}. Results are stored in the workspace and read back next time.")
     if not st.button("Compute geometry", type="primary", icon=":material/play_arrow:"):
         st.stop()
     with widgets.user_errors():
-        for r in missing_twins:
-            bar = st.progress(0.0, text=f"Extracting the untrained twin of {r['model']['name']}...")
-            gs.extract_twin(r, progress=lambda d, t, m, bar=bar: bar.progress(d / max(t, 1), text=f"Twin: {m}"))
+        for r in plan.missing_twins:
+            bar = widgets.ProgressBar(f"Extracting the untrained twin of {r['model']['name']}...",
+                                      describe=lambda d, t, what: f"Twin: {what}")
+            actions.extract_twin(r, progress=bar)
             bar.empty()
-            twins[r["key"]] = gs.find_twin(r, services.list_runs())
-        keys = [r["key"] for r in compared] + [t["key"] for t in twins.values() if t]
-        bar = st.progress(0.0, text="Computing geometry...")
+        plan.update_twins(cached.list_runs())
+        keys = plan.run_keys()
+        bar = widgets.ProgressBar("Computing geometry...")
         steps = len(keys) * len(jobs)
         for i, (run_key, (job_metrics, options)) in enumerate((k, j) for k in keys for j in jobs):
-            def report(done, total, message, i=i):
-                bar.progress(min(1.0, (i + done / max(total, 1)) / steps), text=f"Geometry {i + 1}/{steps}: {message}")
-
-            gs.compute_geometry(run_key, job_metrics, options, progress=report)
+            step = bar.step(i / steps, 1 / steps, describe=lambda d, t, what, i=i: f"Geometry {i + 1}/{steps}: {what}")
+            actions.compute_geometry(run_key, job_metrics, options, progress=step)
         bar.empty()
-        requested.add(request)
-    if request not in requested:  # an error was shown
+        requested.add(plan.request)
+    if plan.request not in requested:  # an error was shown
         st.stop()
 
 # ----- results ---------------------------------------------------------------------------
-def label(r: dict) -> str:
-    """Legend name of a run: its model, plus dataset or pooling when both runs are of one model."""
-    name = r["model"]["name"]
-    if len(compared) == 2 and compared[0]["model"]["name"] == compared[1]["model"]["name"]:
-        same_data = compared[0]["dataset"]["name"] == compared[1]["dataset"]["name"]
-        name += f" · {r['pooling'] if same_data else r['dataset']['name']}"
-    return name
-
-
-entries = []  # (legend base name, run, is control)
-for r in compared:
-    entries.append((label(r), r, False))
-    twin = twins.get(r["key"])
-    if twin is not None:
-        entries.append((label(r).replace(r["model"]["name"], twin["model"]["name"], 1), twin, True))
+entries = [(e.name, e.run, e.control) for e in plan.entries()]  # (legend base name, run, is control)
 
 with widgets.user_errors():
     results = {
-        (r["key"], i): gs.geometry_result(r["key"], job_metrics, gs.options_key(options))
+        (r["key"], i): cached.geometry_result(r["key"], job_metrics, cached.params_key(options))
         for _, r, _ in entries
         for i, (job_metrics, options) in enumerate(jobs)
     }
     controls: set[str] = set()
     for metric in metrics:
         for name in RESULT_METRICS[metric]:
-            job_ids = [i for i, (job_metrics, _) in enumerate(jobs) if metric in job_metrics]
-            curves, recipe = {}, []  # recipe: how core.export rebuilds each curve from the store
+            job_ids = plan.jobs_with(metric)
+            curves, recipe = {}, []  # recipe: each curve's run, metrics and options (core.recipes.geometry)
             for base, r, is_control in entries:
                 for i in job_ids:
                     result = results[(r["key"], i)]
@@ -158,34 +126,19 @@ with widgets.user_errors():
                     if is_control:
                         controls.add(key)
             title = f"{METRIC_TITLES.get(name, name)} by layer · {run['dataset']['name']}"
-            fig = geometry_curves(curves, name, relative_depth=relative, controls=controls, title=title)
-            spec = figure_spec("geometry_curves", list(dict.fromkeys(c["run"] for c in recipe)), curves=recipe,
-                               metric=name, relative_depth=relative, controls=sorted(controls), title=title)
-            show_figure(fig, name=f"geometry-{name}", spec=spec, key=f"geometry_{name}", width="stretch")
+            built = build("geometry_curves", list(dict.fromkeys(c["run"] for c in recipe)), curves=recipe, metric=name,
+                          relative_depth=relative, controls=sorted(controls), title=title)
+            show_built(built, key=state.Geometry.chart(name), width="stretch")
             for key, result in curves.items():
                 reason = result.reasons.get(name)
                 if reason:
                     st.warning(f"{key}: {name.replace('_', ' ')} is NaN or leaves inputs out where undefined: "
                                f"{reason}", icon=":material/warning:")
                     if metric in PER_INPUT_METRICS and result.params.get("pooling") != "tokens":
-                        st.page_link("views/workspace.py", label="Extract a run with pooling='tokens'",
+                        st.page_link(widgets.WORKSPACE_PAGE, label="Extract a run with pooling='tokens'",
                                      icon=":material/arrow_forward:")
             with st.expander(f"Numbers per layer: {name.replace('_', ' ')} ({display_unit(name)})"):
-                table = pd.concat(
-                    [
-                        pd.DataFrame({
-                            "run": key,
-                            "layer": list(result.layer_names),
-                            "value": in_display_units(name, result.mean[name]),
-                            "q25": in_display_units(name, result.q25[name]),
-                            "q75": in_display_units(name, result.q75[name]),
-                            "inputs left out": result.n_skipped[name],
-                        })
-                        for key, result in curves.items()
-                    ],
-                    ignore_index=True,
-                )
-                st.dataframe(table, hide_index=True, width="stretch")
+                st.dataframe(built.table, hide_index=True, width="stretch")
 st.caption(
     "Per-input metrics (curvature, prompt entropy) show the mean over inputs with the interquartile band; "
     "dataset metrics use one vector per input (the token mean on a tokens run). Undefined values are gaps, "

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.data.demo import DEMOS
 from core.models import BUNDLED
-from dashboard import services, widgets
+from dashboard import cached, widgets
 
 widgets.page_header(
     "Layerscope",
@@ -13,12 +13,12 @@ widgets.page_header(
     "on your own models and data.",
 )
 
-runs = services.list_runs()
+runs = cached.list_runs()
 left, middle, right = st.columns(3)
 left.metric("Runs in the workspace", len(runs))
 middle.metric("Bundled models", len(BUNDLED))
 right.metric("Bundled datasets", len(DEMOS))
-st.caption(f"Workspace: `{services.store().root}`")
+st.caption(f"Workspace: `{cached.store().root}`")
 
 if runs:
     st.page_link("views/explorer.py", label="Open the layer explorer on the demo run", icon=":material/scatter_plot:")
@@ -26,7 +26,7 @@ else:
     widgets.empty_state(
         "The workspace has no runs yet. Extract activations on the Workspace page "
         "(or run `make demo`) and the maps and probes appear here.",
-        page="views/workspace.py",
+        page=widgets.WORKSPACE_PAGE,
         label="Go to Workspace",
     )
 

@@ -4,10 +4,8 @@ import numpy as np
 import streamlit as st
 
 from core.errors import LayerscopeError
-from core.export import figure_spec
-from core.figures.probes import probe_curve
-from dashboard import analysis, widgets
-from dashboard.figure_export import show_figure
+from dashboard import cached, state, widgets
+from dashboard.figure_export import build, show_built
 
 AUTO_RUN_MAX_INPUTS = 5000  # smaller runs are probed on arrival; larger ones wait for the button
 
@@ -20,7 +18,7 @@ widgets.page_header(
 acts = widgets.current_run()
 if not acts.label_columns:
     widgets.empty_state("This run has no label columns. Extract a dataset with labels (e.g. demo:sentences).",
-                        page="views/workspace.py", label="Go to Workspace")
+                        page=widgets.WORKSPACE_PAGE, label="Go to Workspace")
     st.stop()
 
 with st.sidebar:
@@ -33,7 +31,7 @@ if not columns:
     widgets.empty_state("Pick one or more label columns in the sidebar.")
     st.stop()
 
-requested = st.session_state.setdefault("probes_requested", set())
+requested = state.computed(state.Probes.COMPUTED)
 key = (acts.key, tuple(columns))
 if acts.n_inputs <= AUTO_RUN_MAX_INPUTS:
     requested.add(key)
@@ -48,9 +46,9 @@ for column in columns:
     st.markdown(f"#### {column}")
     try:
         with st.spinner(f"Probing {column} on {len(acts.layer_names)} layers..."):
-            result = analysis.probe_result(acts.key, column)
+            result = cached.probe_result(acts.key, column)
     except LayerscopeError as err:
-        st.error(f"{column}: {err}", icon=":material/error:")
+        widgets.show_error(err, about=column)
         continue
     best = int(np.nanargmax(result.mean))
     score = "accuracy" if result.metric == "accuracy" else "R²"
@@ -63,23 +61,20 @@ for column in columns:
     if getattr(result, "n_dropped", 0):
         st.caption(f"{result.n_dropped} inputs without a {column} value were left out.")
     title = f"{acts.model_name} on {acts.dataset_name}: probing {column}"
-    fig = probe_curve(result, title=title)
-    event = show_figure(fig, name=f"probe-{acts.model_name}-{column}",
-                        spec=figure_spec("probe_curve", [acts.key], column=column, title=title),
-                        data=result.to_frame(), key=f"probe_{column}", width="stretch", on_select="rerun",
-                        selection_mode=("points",))
+    event = show_built(build("probe_curve", [acts.key], column=column, title=title), key=state.Probes.chart(column),
+                       width="stretch", on_select="rerun", selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:
         layer_index = int(round(points[0]["x"]))
-        st.session_state[widgets.LAYER_KEY] = result.layer_names[layer_index]
+        state.set_explorer_layer(result.layer_names[layer_index])
         st.switch_page("views/explorer.py")
     left, right = st.columns([3, 1])
     with left.expander("Numbers per layer"):
         st.dataframe(result.to_frame(), hide_index=True, width="stretch")
-    target = right.selectbox("Layer", result.layer_names, index=best, key=f"open_{column}",
+    target = right.selectbox("Layer", result.layer_names, index=best, key=state.Probes.layer(column),
                              format_func=lambda name: widgets.layer_label(name, result.layer_names),
                              label_visibility="collapsed")
-    if right.button("Open in explorer", key=f"go_{column}", icon=":material/scatter_plot:"):
-        st.session_state[widgets.LAYER_KEY] = target
+    if right.button("Open in explorer", key=state.Probes.open_layer(column), icon=":material/scatter_plot:"):
+        state.set_explorer_layer(target)
         st.switch_page("views/explorer.py")
 st.caption("Click a point of a curve (or use Open in explorer) to see that layer's map.")

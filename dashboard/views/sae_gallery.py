@@ -5,18 +5,17 @@ import streamlit as st
 
 from core.export import figure_spec
 from core.figures.sae import density_histogram, feature_map
-from dashboard import jobs, widgets
-from dashboard import sae_services as ss
+from dashboard import actions, cached_sae, jobs, state, widgets
+from dashboard.feature_card import render_feature_card
 from dashboard.figure_export import show_figure
 
 SORTS = {"density": "Firing density", "max_activation": "Max activation", "label_association": "Label association"}
 COLUMNS = 3
-OPEN = "gallery_open"  # session state (and widget key): the latent whose full card is shown
-OPEN_FOR = "gallery_open_sae"  # session state: the SAE that OPEN refers to
+KEYS = state.Gallery  # this page's widget keys
 
 
 def open_card(feature: int) -> None:
-    st.session_state[OPEN] = feature
+    st.session_state[KEYS.OPEN] = feature
 
 widgets.page_header(
     "Feature gallery",
@@ -24,57 +23,58 @@ widgets.page_header(
     "activations are spread, which labels it fires on and, for a causal LM, which tokens it promotes.",
 )
 
-saes = ss.list_saes()
+saes = cached_sae.list_saes()
 if not saes:
     widgets.empty_state("No SAEs yet: train one (or load an SAELens folder) on the Train SAE page.",
                         page="views/sae_train.py", label="Train an SAE")
     st.stop()
 keys = [m["key"] for m in saes]
 by_key = {m["key"]: m for m in saes}
-current = st.session_state.get(ss.SAE_KEY)
+current = state.sae_key()
 with st.sidebar:
     st.markdown("##### SAE")
     key = st.selectbox("SAE", keys, index=keys.index(current) if current in keys else 0,
-                       format_func=lambda k: ss.describe(by_key[k]), key="gallery_sae")
-st.session_state[ss.SAE_KEY] = key
+                       format_func=lambda k: cached_sae.describe(by_key[k]), key=KEYS.SAE)
+state.set_sae_key(key)
 
 opened = False
 with widgets.user_errors():
-    entry = ss.open_sae(key)
-    ss.run_of(entry)  # its run must still be in the workspace
+    entry = cached_sae.open_sae(key)
+    cached_sae.run_of(entry)  # its run must still be in the workspace
     opened = True
 if not opened:
     st.stop()
 
-if not ss.stats_ready(key):
-    st.caption(f"{ss.describe(entry.meta)}: one pass over the run's tokens collects each latent's top examples, "
-               "activation histogram, density and label association. The result is stored in the workspace.")
+if not cached_sae.stats_ready(key):
+    st.caption(f"{cached_sae.describe(entry.meta)}: one pass over the run's tokens collects each latent's top "
+               "examples, activation histogram, density and label association. The result is stored in the "
+               "workspace.")
     if not st.button("Compute feature statistics", type="primary", icon=":material/play_arrow:"):
         st.stop()
     with widgets.user_errors():
-        bar = st.progress(0.0, text="Reading the run's tokens...")
-        ss.compute_stats(key, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
+        bar = widgets.ProgressBar("Reading the run's tokens...")
+        actions.compute_stats(key, progress=bar)
         bar.empty()
-    if not ss.stats_ready(key):
+    if not cached_sae.stats_ready(key):
         st.stop()
 
-stats = ss.stats(key)
+stats = cached_sae.stats(key)
 labels = list(stats.labels)
 with st.sidebar:
     st.markdown("##### Cards")
-    sort = st.radio("Sort by", list(SORTS), format_func=SORTS.get, key="gallery_sort",
+    sort = st.radio("Sort by", list(SORTS), format_func=SORTS.get, key=KEYS.SORT,
                     help="Label association: mutual information (bits) between firing and a categorical label, "
                     "|Pearson r| for a numeric one.")
     column = None
     if sort == "label_association":
         if labels:
-            column = st.selectbox("Label", labels, key="gallery_label")
+            column = st.selectbox("Label", labels, key=KEYS.LABEL)
         else:
             st.caption("This run has no label columns; sorting by density.")
             sort = "density"
-    query = st.text_input("Search a token or text", placeholder="e.g. rain", key="gallery_search").strip()
-    hide_dead = st.toggle("Hide dead latents", value=True, key="gallery_hide_dead")
-    per_page = st.select_slider("Cards per page", [3, 6, 9, 12, 24], value=6, key="gallery_per_page")
+    query = st.text_input("Search a token or text", placeholder="e.g. rain", key=KEYS.SEARCH).strip()
+    hide_dead = st.toggle("Hide dead latents", value=True, key=KEYS.HIDE_DEAD)
+    per_page = st.select_slider("Cards per page", [3, 6, 9, 12, 24], value=6, key=KEYS.PER_PAGE)
 
 ev = entry.evaluation
 c1, c2, c3, c4 = st.columns(4)
@@ -84,40 +84,40 @@ c3.metric("Variance explained", f"{ev.fve:.3f}", help="Held out.")
 c4.metric("Mean L0", f"{ev.l0:.1f}")
 
 with widgets.user_errors():
-    order = ss.search(key, query) if query else stats.order(sort, column)
+    order = cached_sae.search(key, query) if query else stats.order(sort, column)
     if hide_dead:
         order = order[~stats.dead[order]]
     if query:
         st.caption(f"{len(order)} latents have “{query}” among their strongest tokens (or in their examples' text).")
 
     method = "umap" if jobs.umap_ready() else "pca"
-    coords = ss.feature_map(key, method)
-    if st.session_state.get(OPEN_FOR) != key or st.session_state.get(OPEN) is None:
-        st.session_state[OPEN] = int(order[0]) if len(order) else 0  # the first card, until one is picked
-        st.session_state[OPEN_FOR] = key
-    selected = int(st.session_state[OPEN])
+    coords = cached_sae.feature_map(key, method)
+    if st.session_state.get(KEYS.OPEN_FOR) != key or st.session_state.get(KEYS.OPEN) is None:
+        st.session_state[KEYS.OPEN] = int(order[0]) if len(order) else 0  # the first card, until one is picked
+        st.session_state[KEYS.OPEN_FOR] = key
+    selected = int(st.session_state[KEYS.OPEN])
     map_col, card_col = st.columns([3, 2], gap="medium")
     with map_col:
-        hover = [f"feature {i} · {t}" for i, t in enumerate(ss.top_tokens(key, 4))]
+        hover = [f"feature {i} · {t}" for i, t in enumerate(cached_sae.top_tokens(key, 4))]
         fig = feature_map(coords, stats, method=method.upper(), selected=selected, hover=hover)
         event = show_figure(fig, name=f"sae-feature-map-{key}", spec=figure_spec(None, sae=key, method=method),
-                            key="gallery_map", width="stretch", on_select="rerun", selection_mode=("points",))
+                            key=KEYS.MAP, width="stretch", on_select="rerun", selection_mode=("points",))
         points = event.selection.points if event and event.selection else []
         if points:
             clicked = int(np.ravel(points[0]["customdata"])[0])
             if clicked != selected:
-                st.session_state[OPEN] = clicked
+                st.session_state[KEYS.OPEN] = clicked
                 st.rerun()
         if method == "pca":
             st.caption("PCA of the decoder directions; UMAP replaces it once UMAP has warmed up in the background.")
-        selected = int(st.number_input("Open feature #", min_value=0, max_value=stats.n_features - 1, key=OPEN,
+        selected = int(st.number_input("Open feature #", min_value=0, max_value=stats.n_features - 1, key=KEYS.OPEN,
                                        help="Or click a point on the map, or Open on a card."))
     with card_col, st.container(border=True):
-        ss.render_feature_card(key, selected, full=True)
+        render_feature_card(key, selected, full=True)
 
     st.markdown("##### Features")
     pages = max(1, -(-len(order) // per_page))
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="gallery_page") if pages > 1 else 1
+    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=KEYS.PAGE) if pages > 1 else 1
     shown = order[(page - 1) * per_page : page * per_page]
     if not len(shown):
         st.info("No latents match.", icon=":material/info:")
@@ -125,9 +125,9 @@ with widgets.user_errors():
         cols = st.columns(COLUMNS, gap="small")
         for col, feature in zip(cols, shown[start : start + COLUMNS]):
             with col, st.container(border=True):
-                ss.render_feature_card(key, int(feature))
-                st.button("Open", key=f"open_{feature}", icon=":material/open_in_full:", on_click=open_card,
+                render_feature_card(key, int(feature))
+                st.button("Open", key=KEYS.open_card(int(feature)), icon=":material/open_in_full:", on_click=open_card,
                           args=(int(feature),))
     with st.expander("Density of all latents"):
         show_figure(density_histogram(stats), name=f"sae-density-{key}", spec=figure_spec(None, sae=key),
-                    key="gallery_density", width="stretch")
+                    key=KEYS.DENSITY, width="stretch")

@@ -5,8 +5,8 @@ import streamlit as st
 
 from core.export import figure_spec
 from core.figures.sae import matching_figure
-from dashboard import sae_services as ss
-from dashboard import widgets
+from dashboard import actions, cached_sae, state, widgets
+from dashboard.feature_card import render_feature_card
 from dashboard.figure_export import show_figure
 
 MAX_PAIRS_LISTED = 500
@@ -18,7 +18,7 @@ widgets.page_header(
     "directions are (SVCCA, RSA).",
 )
 
-saes = ss.list_saes()
+saes = cached_sae.list_saes()
 if len(saes) < 2:
     widgets.empty_state(
         "Feature matching needs two SAEs trained on runs over the same inputs (two models, two layers or two "
@@ -41,44 +41,45 @@ def partner_default(a: str) -> int:
 
 with st.sidebar:
     st.markdown("##### SAEs")
-    a = st.selectbox("SAE A", keys, index=0, format_func=lambda k: ss.describe(by_key[k]), key="match_a")
-    b = st.selectbox("SAE B", keys, index=partner_default(a), format_func=lambda k: ss.describe(by_key[k]),
-                     key="match_b")
+    a = st.selectbox("SAE A", keys, index=0, format_func=lambda k: cached_sae.describe(by_key[k]),
+                     key=state.Matching.A)
+    b = st.selectbox("SAE B", keys, index=partner_default(a), format_func=lambda k: cached_sae.describe(by_key[k]),
+                     key=state.Matching.B)
 
 if a == b:
     st.warning("Pick two different SAEs: an SAE matched with itself pairs every latent with itself.",
                icon=":material/warning:")
     st.stop()
 if by_key[a].get("dataset_fingerprint") != by_key[b].get("dataset_fingerprint"):
-    st.error(
+    widgets.show_error(
         f"SAE A was trained on {by_key[a].get('dataset')} and SAE B on {by_key[b].get('dataset')}: matching needs "
-        "both SAEs' runs to cover the same inputs. Extract the second model on the same dataset.",
-        icon=":material/error:",
+        "both SAEs' runs to cover the same inputs",
+        hint="Extract the second model on the same dataset.",
     )
     st.stop()
 
-if not ss.matching_ready(a, b):
+if not cached_sae.matching_ready(a, b):
     st.caption("Encodes the same inputs with both SAEs, correlates every pair of latents and stores the result; "
                "the feature statistics of both SAEs (for the cards) are computed too if missing.")
     if not st.button("Match features", type="primary", icon=":material/play_arrow:"):
         st.stop()
     with widgets.user_errors():
-        bar = st.progress(0.0, text="Matching...")
+        bar = widgets.ProgressBar("Matching...")
         for side, key in (("A", a), ("B", b)):
-            if not ss.stats_ready(key):
-                ss.compute_stats(key, progress=lambda d, t, m, s=side: bar.progress(d / max(t, 1) / 3,
-                                                                                     text=f"Statistics of {s}: {m}"))
-        ss.compute_matching(a, b, progress=lambda d, t, m: bar.progress(1 / 3 + 2 / 3 * d / max(t, 1), text=m))
+            if not cached_sae.stats_ready(key):
+                step = bar.step(0, 1 / 3, lambda d, t, what, s=side: f"Statistics of {s}: {what}")
+                actions.compute_stats(key, progress=step)
+        actions.compute_matching(a, b, progress=bar.step(1 / 3, 2 / 3))
         bar.empty()
-    if not ss.matching_ready(a, b):
+    if not cached_sae.matching_ready(a, b):
         st.stop()
 
 with widgets.user_errors():
-    result = ss.matching(a, b)
+    result = cached_sae.matching(a, b)
     for key in (a, b):
-        if not ss.stats_ready(key):
-            ss.compute_stats(key)
-    stats_a, stats_b = ss.stats(a), ss.stats(b)
+        if not cached_sae.stats_ready(key):
+            actions.compute_stats(key)
+    stats_a, stats_b = cached_sae.stats(a), cached_sae.stats(b)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Mean paired correlation", f"{result.mean_paired:.3f}",
               delta=f"{result.mean_paired - result.mean_random:+.3f} vs random", delta_color="normal",
@@ -102,10 +103,10 @@ with widgets.user_errors():
     for name, reason in result.reasons.items():
         st.caption(f"{name}: undefined — {reason}")
     show_figure(matching_figure(result), name="sae-feature-matching", spec=figure_spec(None, saes=[a, b]),
-                key="match_histogram", width="stretch")
+                key=state.Matching.HISTOGRAM, width="stretch")
 
     table = result.table(stats_a, stats_b).head(MAX_PAIRS_LISTED)
-    tokens_a, tokens_b = ss.top_tokens(a, 4), ss.top_tokens(b, 4)
+    tokens_a, tokens_b = cached_sae.top_tokens(a, 4), cached_sae.top_tokens(b, 4)
     table["top tokens A"] = [tokens_a[i] for i in table["feature_a"]]
     table["top tokens B"] = [tokens_b[i] for i in table["feature_b"]]
     st.markdown("##### Paired features")
@@ -120,12 +121,12 @@ with widgets.user_errors():
             "Compare a pair", options,
             format_func=lambda i: f"B {table['feature_b'].iloc[i]} ↔ A {table['feature_a'].iloc[i]} "
             f"(r = {table['correlation'].iloc[i]:.3f})",
-            key="match_pair",
+            key=state.Matching.PAIR,
         )
         left, right = st.columns(2, gap="medium")
         with left, st.container(border=True):
-            st.caption(f"A · {ss.describe(by_key[a])}")
-            ss.render_feature_card(a, int(table["feature_a"].iloc[row]), name="A · ")
+            st.caption(f"A · {cached_sae.describe(by_key[a])}")
+            render_feature_card(a, int(table["feature_a"].iloc[row]), name="A · ")
         with right, st.container(border=True):
-            st.caption(f"B · {ss.describe(by_key[b])}")
-            ss.render_feature_card(b, int(table["feature_b"].iloc[row]), name="B · ")
+            st.caption(f"B · {cached_sae.describe(by_key[b])}")
+            render_feature_card(b, int(table["feature_b"].iloc[row]), name="B · ")

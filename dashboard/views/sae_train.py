@@ -8,11 +8,10 @@ import streamlit as st
 from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory, check_tokens_run
 from core.export import figure_spec
 from core.figures.sae import training_curves
-from dashboard import sae_services as ss
-from dashboard import services, widgets
+from dashboard import actions, cached_sae, state, widgets
 from dashboard.figure_export import show_figure
 
-DETAILS = "sae_train_details"  # session state (and widget key): the SAE whose details are shown
+KEYS = state.SaeTrain  # this page's widget keys
 ARCH_NAMES = {"topk": "TopK (Gao et al. 2024)", "standard": "ReLU + L1 (Bricken et al. 2023)"}
 DEFAULTS = SAEConfig()
 
@@ -29,13 +28,13 @@ acts = widgets.current_run(
 
 def show_saes() -> None:
     """The workspace's SAEs as a table, and the chosen one's numbers and curves."""
-    saes = ss.list_saes()
+    saes = cached_sae.list_saes()
     st.markdown("##### SAEs in the workspace")
     if not saes:
         st.caption("None yet: train one above, or load an SAELens folder.")
         return
     table = pd.DataFrame([{
-        "SAE": ss.describe(m),
+        "SAE": cached_sae.describe(m),
         "FVE": m["evaluation"].get("fve"),
         "L0": m["evaluation"].get("l0"),
         "dead share": m["evaluation"].get("dead_share"),
@@ -51,11 +50,11 @@ def show_saes() -> None:
                                 "loss increase (nats)": st.column_config.NumberColumn(format="%.3f")})
     keys = [m["key"] for m in saes]
     by_key = {m["key"]: m for m in saes}
-    if st.session_state.get(DETAILS) not in keys:
-        st.session_state[DETAILS] = keys[0]
-    chosen = st.selectbox("Details of", keys, format_func=lambda k: ss.describe(by_key[k]), key=DETAILS)
+    if st.session_state.get(KEYS.DETAILS) not in keys:
+        st.session_state[KEYS.DETAILS] = keys[0]
+    chosen = st.selectbox("Details of", keys, format_func=lambda k: cached_sae.describe(by_key[k]), key=KEYS.DETAILS)
     with widgets.user_errors():
-        entry = ss.open_sae(chosen)
+        entry = cached_sae.open_sae(chosen)
         ev = entry.evaluation
         cols = st.columns(5)
         cols[0].metric("Variance explained", f"{ev.fve:.3f}", help="1 - SSE / SST on held-out inputs' tokens.")
@@ -73,55 +72,55 @@ def show_saes() -> None:
             st.warning(f"Training stopped early: {stopped}", icon=":material/warning:")
         if entry.history.tokens:
             show_figure(training_curves(entry.history, title=f"Training · {entry.label}"), name="sae-training",
-                        spec=figure_spec(None, sae=entry.key), key="sae_train_history", width="stretch")
+                        spec=figure_spec(None, sae=entry.key), key=KEYS.HISTORY, width="stretch")
         st.caption(f"Stored in SAELens' format (cfg.json + sae_weights.safetensors) at `{entry.path}`; "
                    f"{ev.n_tokens:,} held-out tokens.")
         st.page_link("views/sae_gallery.py", label="Browse its features in the gallery", icon=":material/grid_view:")
-        st.session_state[ss.SAE_KEY] = chosen
+        state.set_sae_key(chosen)
 
 
 if not acts.is_tokens:
     with widgets.user_errors():
         check_tokens_run(acts)
-    st.page_link("views/workspace.py", label="Extract a run with pooling='tokens'", icon=":material/arrow_forward:")
+    st.page_link(widgets.WORKSPACE_PAGE, label="Extract a run with pooling='tokens'", icon=":material/arrow_forward:")
     show_saes()
     st.stop()
 
 layers = acts.layer_names
 with st.sidebar:
     st.markdown("##### Layer")
-    layer = st.selectbox("Layer", layers, index=len(layers) // 2, key="sae_layer",
+    layer = st.selectbox("Layer", layers, index=len(layers) // 2, key=KEYS.LAYER,
                          format_func=lambda name: widgets.layer_label(name, layers))
 d_in = acts.dim(layer)
-st.caption(f"{services.describe_run(acts.meta)} · {layer} · d = {d_in} · {int(acts.lengths.sum()):,} tokens")
+st.caption(f"{widgets.describe_run(acts.meta)} · {layer} · d = {d_in} · {int(acts.lengths.sum()):,} tokens")
 
-with st.form("sae_config"):
+with st.form(KEYS.FORM):
     architecture = st.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_NAMES.get, horizontal=True,
-                            key="sae_architecture", help="; ".join(f"{a}: {d}" for a, d in ARCHITECTURES.items()))
+                            key=KEYS.ARCHITECTURE, help="; ".join(f"{a}: {d}" for a, d in ARCHITECTURES.items()))
     c1, c2, c3 = st.columns(3)
     expansion = c1.number_input("Width (× d)", min_value=0.25, max_value=256.0, value=float(DEFAULTS.expansion),
-                                step=1.0, key="sae_expansion", help="Latents = width × d. At least 1.")
-    k = c2.number_input("k (TopK)", min_value=1, max_value=100_000, value=DEFAULTS.k, step=1, key="sae_k",
+                                step=1.0, key=KEYS.EXPANSION, help="Latents = width × d. At least 1.")
+    k = c2.number_input("k (TopK)", min_value=1, max_value=100_000, value=DEFAULTS.k, step=1, key=KEYS.TOP_K,
                         help="Latents kept per token; at most the width.")
     l1 = c3.number_input("L1 coefficient (ReLU)", min_value=0.0, value=float(DEFAULTS.l1_coefficient), step=0.5,
-                         key="sae_l1", help="Weight of the sparsity penalty (decoder-norm weighted).")
+                         key=KEYS.L1, help="Weight of the sparsity penalty (decoder-norm weighted).")
     c4, c5, c6, c7 = st.columns(4)
     lr = c4.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=DEFAULTS.lr, format="%.5f",
-                         key="sae_lr")
+                         key=KEYS.LR)
     batch_size = c5.number_input("Batch size (tokens)", min_value=1, max_value=65_536, value=DEFAULTS.batch_size,
-                                 step=256, key="sae_batch")
+                                 step=256, key=KEYS.BATCH)
     training_tokens = c6.number_input("Training tokens", min_value=1, value=DEFAULTS.training_tokens, step=100_000,
-                                      key="sae_tokens", help="The run's training split is repeated as needed.")
-    seed = c7.number_input("Seed", min_value=0, value=DEFAULTS.seed, step=1, key="sae_seed")
+                                      key=KEYS.TOKENS, help="The run's training split is repeated as needed.")
+    seed = c7.number_input("Seed", min_value=0, value=DEFAULTS.seed, step=1, key=KEYS.SEED)
     with st.expander("More options"):
-        normalize = st.toggle("Normalise inputs to mean norm √d (SAELens)", value=True, key="sae_normalize")
+        normalize = st.toggle("Normalise inputs to mean norm √d (SAELens)", value=True, key=KEYS.NORMALIZE)
         exclude_first = st.toggle("Leave each input's first token out", value=DEFAULTS.exclude_first_token,
-                                  key="sae_exclude_first",
+                                  key=KEYS.EXCLUDE_FIRST,
                                   help="First tokens (attention sinks, [CLS]) have far larger norms than the rest.")
-        revive = st.toggle("Revive dead latents (AuxK / resampling)", value=DEFAULTS.revive_dead, key="sae_revive")
-        held_out = st.slider("Held-out inputs", 0.05, 0.5, DEFAULTS.held_out_fraction, 0.05, key="sae_held_out")
+        revive = st.toggle("Revive dead latents (AuxK / resampling)", value=DEFAULTS.revive_dead, key=KEYS.REVIVE)
+        held_out = st.slider("Held-out inputs", 0.05, 0.5, DEFAULTS.held_out_fraction, 0.05, key=KEYS.HELD_OUT)
         dead_window = st.number_input("Dead after (tokens without firing)", min_value=1, value=DEFAULTS.dead_window,
-                                      step=1000, key="sae_dead_window")
+                                      step=1000, key=KEYS.DEAD_WINDOW)
     submitted = st.form_submit_button("Train SAE", type="primary", icon=":material/play_arrow:")
 
 if submitted:
@@ -135,7 +134,7 @@ if submitted:
         )
         config.check_for(d_in)
         stop = st.empty()
-        stop.button("Stop training", icon=":material/stop:", key="sae_stop",
+        stop.button("Stop training", icon=":material/stop:", key=KEYS.STOP,
                     help="Stops at the next step; nothing is written to the workspace.")
         bar = st.progress(0.0, text="Training...")
         chart = st.empty()
@@ -151,20 +150,20 @@ if submitted:
                 chart.plotly_chart(training_curves(live, title="Training (live)"), width="stretch")
                 last_draw[0] = time.time()
 
-        entry = ss.train(acts.meta, layer, config, progress=report)
+        entry = actions.train_sae(acts.meta, layer, config, progress=report)
         for placeholder in (stop, bar, chart):
             placeholder.empty()
-        st.session_state[DETAILS] = entry.key
+        st.session_state[KEYS.DETAILS] = entry.key
         st.success(f"Trained {entry.label}: held-out FVE {entry.evaluation.fve:.3f}, L0 {entry.evaluation.l0:.1f}.",
                    icon=":material/check_circle:")
 
 with st.expander("Load an SAE trained elsewhere (SAELens folder: cfg.json + sae_weights.safetensors)"):
-    folder = st.text_input("Folder", placeholder="/path/to/sae", key="sae_import_folder")
-    import_first = st.toggle("Leave each input's first token out", value=True, key="sae_import_exclude_first")
-    if st.button("Load SAELens SAE", icon=":material/upload:", disabled=not folder.strip(), key="sae_import"):
+    folder = st.text_input("Folder", placeholder="/path/to/sae", key=KEYS.IMPORT_FOLDER)
+    import_first = st.toggle("Leave each input's first token out", value=True, key=KEYS.IMPORT_EXCLUDE_FIRST)
+    if st.button("Load SAELens SAE", icon=":material/upload:", disabled=not folder.strip(), key=KEYS.IMPORT):
         with widgets.user_errors():
-            entry = ss.import_folder(folder, acts.meta, layer, exclude_first_token=import_first)
-            st.session_state[DETAILS] = entry.key
+            entry = actions.import_sae(folder, acts.meta, layer, exclude_first_token=import_first)
+            st.session_state[KEYS.DETAILS] = entry.key
             st.success(f"Loaded {entry.label}: FVE {entry.evaluation.fve:.3f} on this run's tokens.",
                        icon=":material/check_circle:")
 

@@ -4,13 +4,8 @@ import numpy as np
 import streamlit as st
 
 from core.analysis.geometry import CURVATURE_VARIANTS
-from core.export import figure_spec
-from core.figures.geometry import curvature_by_layer_figure, trajectory_figure
-from dashboard import geometry_services as gs
-from dashboard import widgets
-from dashboard.figure_export import show_figure
-
-REFERENCE = "trajectory_reference"  # session state: (run key, variant) whose dataset curve was computed
+from dashboard import actions, cached, state, widgets
+from dashboard.figure_export import build, show_built
 
 widgets.page_header(
     "Trajectory",
@@ -59,8 +54,7 @@ if n_tokens < 3:
     )
 
 with widgets.user_errors():
-    vectors, tokens = gs.input_trajectory(acts.key, layer, index)
-    per_layer = gs.input_curvature_by_layer(acts.key, index, variant)
+    per_layer = cached.input_curvature_by_layer(acts.key, index, variant)
     here = per_layer[layers.index(layer)]
     c1, c2, c3 = st.columns(3)
     c1.metric("Tokens", n_tokens)
@@ -73,29 +67,26 @@ with widgets.user_errors():
     left, right = st.columns(2, gap="medium")
     with left:
         title = f"{acts.model_name} · input {index} at {layer}"
-        fig = trajectory_figure(vectors, tokens, layer=layer, variant=variant, skip_first=skip_first, title=title)
-        spec = figure_spec("trajectory", [acts.key], layer=layer, index=int(index), variant=variant,
-                           skip_first=bool(skip_first), title=title)
-        show_figure(fig, name=f"trajectory-input{index}-{layer}", spec=spec, key="trajectory_pca", width="stretch")
+        built = build("trajectory", [acts.key], layer=layer, index=int(index), variant=variant,
+                      skip_first=bool(skip_first), title=title)
+        show_built(built, key=state.Trajectory.PATH, width="stretch")
         st.caption("Arrows follow token order. Turning angles (hover) are measured in the full space; the "
                    "2-D PCA picture can bend them.")
     with right:
         reference = None
-        if (acts.key, variant) in st.session_state.get(REFERENCE, set()):
-            reference = gs.geometry_result(acts.key, ("curvature",), gs.options_key({"curvature_variant": variant}))
+        if (acts.key, variant) in state.computed(state.Trajectory.COMPUTED):
+            options = cached.params_key({"curvature_variant": variant})
+            reference = cached.geometry_result(acts.key, ("curvature",), options)
         title = f"Curvature of input {index} by layer"
-        fig = curvature_by_layer_figure(layers, per_layer, input_label=f"input {index}", reference=reference,
-                                        title=title)
-        spec = figure_spec("curvature_by_layer", [acts.key], index=int(index), variant=variant,
-                           reference=reference is not None, input_label=f"input {index}", title=title)
-        show_figure(fig, name=f"curvature-input{index}", spec=spec, key="trajectory_curvature", width="stretch")
+        built = build("curvature_by_layer", [acts.key], index=int(index), variant=variant,
+                      reference=reference is not None, input_label=f"input {index}", title=title)
+        show_built(built, key=state.Trajectory.CURVATURE, width="stretch")
         if reference is None:
             if st.button("Add the mean over all inputs", help="Computes curvature for every input and layer "
                          "(stored in the workspace)."):
-                bar = st.progress(0.0, text="Curvature of every input...")
-                gs.compute_geometry(acts.key, ("curvature",), {"curvature_variant": variant},
-                                    progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
-                st.session_state.setdefault(REFERENCE, set()).add((acts.key, variant))
+                bar = widgets.ProgressBar("Curvature of every input...")
+                actions.compute_geometry(acts.key, ("curvature",), {"curvature_variant": variant}, progress=bar)
+                state.computed(state.Trajectory.COMPUTED).add((acts.key, variant))
                 st.rerun()
         elif reference.reasons.get("curvature"):
             st.caption(f"All inputs: {reference.reasons['curvature']}")

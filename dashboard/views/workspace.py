@@ -11,7 +11,7 @@ import core
 from core.data.demo import DEMOS
 from core.extract import IMAGE_POOLINGS, POOLINGS
 from core.models import BUNDLED
-from dashboard import services, widgets
+from dashboard import actions, cached, state, widgets
 
 UPLOAD_LIMIT_MB = 200
 OTHER_MODEL = "Other: folder, hub id or package.module:factory"
@@ -26,16 +26,11 @@ POOLING_HELP = {
 widgets.page_header("Workspace", "Pick a model and a dataset, choose layers and pooling, and extract activations.")
 
 
-@st.cache_data(show_spinner="Reading dataset...", max_entries=8)
-def read_dataset(spec: str) -> core.Dataset:
-    return core.load_dataset(spec)
-
-
 def save_upload(upload) -> str:
     """Keep an uploaded table in the workspace (content-named) and return its path."""
     data = upload.getvalue()
     suffix = Path(upload.name).suffix.lower()
-    folder = services.store().root / "uploads"
+    folder = cached.store().root / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not path.exists():
@@ -72,26 +67,23 @@ def choose_dataset() -> str | None:
     if upload is None:
         return None
     if upload.size > UPLOAD_LIMIT_MB * 2**20:
-        st.error(f"{upload.name} is {upload.size / 2**20:.0f} MB; the upload limit is {UPLOAD_LIMIT_MB} MB. "
-                 "Give its path instead.")
+        widgets.show_error(f"{upload.name} is {upload.size / 2**20:.0f} MB; the upload limit is {UPLOAD_LIMIT_MB} MB",
+                           hint="Give its path instead.")
         return None
     return save_upload(upload)
 
 
 def run_extraction(model, dataset, layers, pooling, batch_size) -> None:
-    bar = st.progress(0.0, text="Starting...")
     start = time.time()
 
-    def progress(done: int, total: int, message: str) -> None:
+    def describe(done: int, total: int, what: str) -> str:
         elapsed = time.time() - start
         left = elapsed / max(done, 1) * (total - done)
-        bar.progress(done / max(total, 1), text=f"Batch {done} / {total} · {elapsed:.0f} s elapsed · about {left:.0f} s left")
+        return f"Batch {done} / {total} · {elapsed:.0f} s elapsed · about {left:.0f} s left"
 
-    acts = core.extract(model, dataset, layers=layers, pooling=pooling, batch_size=batch_size,
-                        store=services.store(), progress=progress)
-    bar.progress(1.0, text=f"Done in {time.time() - start:.1f} s")
-    services.list_runs.clear()
-    st.session_state[widgets.RUN_KEY] = acts.key
+    bar = widgets.ProgressBar("Starting...", describe=describe)
+    acts = actions.extract(model, dataset, layers=layers, pooling=pooling, batch_size=batch_size, progress=bar)
+    bar.finish(f"Done in {time.time() - start:.1f} s")
     st.success(f"Stored run `{acts.key}`: {acts.n_inputs} inputs x {len(acts.layer_names)} layers.")
     st.page_link("views/explorer.py", label="Open it in the layer explorer", icon=":material/scatter_plot:")
 
@@ -110,9 +102,9 @@ with new_run:
     model = dataset = None
     with widgets.user_errors():
         if model_name:
-            model = services.load_model(model_name, reinit=untrained)
+            model = cached.load_model(model_name, reinit=untrained)
         if spec:
-            dataset = read_dataset(spec)
+            dataset = cached.dataset(spec)
     if model is None or dataset is None:
         widgets.empty_state("Choose a model and a dataset to set up an extraction.")
     else:
@@ -144,7 +136,7 @@ with new_run:
                 run_extraction(model, chosen, layers, pooling, batch_size)
 
 with stored_runs:
-    runs = services.list_runs()
+    runs = cached.list_runs()
     if not runs:
         widgets.empty_state("No runs yet. Extract one in the first tab; it is stored and reused from then on.")
     else:
@@ -161,11 +153,11 @@ with stored_runs:
             }
         )
         picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
-                              selection_mode="single-row", key="runs_table")
+                              selection_mode="single-row", key=state.Workspace.RUNS_TABLE)
         rows = picked.selection.rows if picked else []
         if rows:
-            st.session_state[widgets.RUN_KEY] = runs[rows[0]]["key"]
-            st.success(f"Selected {services.describe_run(runs[rows[0]])}.")
+            state.set_run_key(runs[rows[0]]["key"])
+            st.success(f"Selected {widgets.describe_run(runs[rows[0]])}.")
             c1, c2 = st.columns(2)
             c1.page_link("views/explorer.py", label="Open in the layer explorer", icon=":material/scatter_plot:")
             c2.page_link("views/probes.py", label="Probe its labels", icon=":material/show_chart:")

@@ -10,9 +10,10 @@ import pytest
 import core
 from core import export
 
-pytestmark = pytest.mark.slow
+pytest.importorskip("playwright")
+from browser_helpers import WAIT, assert_no_exception, wait_for_charts, wait_until_idle
 
-PLOT = '[data-testid="stPlotlyChart"] .main-svg'
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def server(workspace, streamlit_server):
 def test_export_control__downloads_a_png_and_its_sidecar(server, browser, workspace, tmp_path):
     page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
     page.goto(f"{server}/probes")
-    page.wait_for_function(f"document.querySelectorAll('{PLOT}').length >= 2", timeout=180_000)
+    wait_for_charts(page, 2, timeout=WAIT)
+    wait_until_idle(page)
     page.locator('[data-testid="stPopover"] button').first.click()
     download_png = page.get_by_role("button", name=re.compile("Download PNG"))
     download_png.wait_for(timeout=30_000)
@@ -51,5 +53,4 @@ def test_export_control__downloads_a_png_and_its_sidecar(server, browser, worksp
     saved = workspace.root / "exports" / "figures"
     assert (saved / "probe-minilm-topic.png").read_bytes() == data  # the download left its sidecar in the workspace
     assert export.read_sidecar(saved / "probe-minilm-topic.json")["files"]["png"]["bytes"] == len(data)
-    assert not page.query_selector_all('[data-testid="stException"]')
-    page.screenshot(path=str(tmp_path / "export-popover.png"))
+    assert_no_exception(page)

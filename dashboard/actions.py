@@ -1,0 +1,116 @@
+"""What a page's button does: work that writes to the workspace and reports progress.
+
+Each action calls core with a `core.progress.Progress` callback (the page's progress bar)
+and, when it wrote a run or an SAE, clears the cached listings so that every page sees
+it. None of this is wrapped in st.cache_data, so a progress bar is never replayed from a
+cache; the results are read back through dashboard/cached.py and cached_sae.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import core
+from core import runs
+from core.analysis import features as ft
+from core.analysis import sae as sae_core
+from core.analysis.features import FeatureMatching, FeatureStats
+from core.analysis.geometry import GeometryResult, geometry_by_layer
+from core.analysis.sae import SAEConfig, StoredSAE
+from core.errors import LayerscopeError
+from core.progress import Progress
+from dashboard import cached, cached_sae, state
+
+TEXT_MODELS = ("minilm", "smollm2")  # bundled text models offered as comparison partners
+DIGITS_PAIR = ("digits-mlp", "digits-mlp:seed=1")  # one architecture trained with two seeds
+
+
+# ----- runs ----------------------------------------------------------------------------------------
+def extract(model: core.LoadedModel, dataset: core.Dataset, *, layers: Sequence[str], pooling: str,
+            batch_size: int, progress: Progress | None = None) -> core.Activations:
+    """Extract a run into the workspace and make it the current run."""
+    acts = core.extract(model, dataset, layers=list(layers), pooling=pooling, batch_size=batch_size,
+                        store=cached.store(), progress=progress)
+    cached.list_runs.clear()
+    state.set_run_key(acts.key)
+    return acts
+
+
+def extract_twin(run: Mapping[str, Any], progress: Progress | None = None) -> str:
+    """Extract the run's inputs through the same architecture with re-initialised weights; returns its key."""
+    acts = runs.extract_twin(run, cached.store(), load_model=cached.load_model, progress=progress)
+    cached.list_runs.clear()
+    return acts.key
+
+
+def extract_partner(run: Mapping[str, Any], model_name: str, progress: Progress | None = None) -> str:
+    """Extract `model_name` (bundled name, folder or hub id) on the text run's own inputs, with its default
+    layers and the run's pooling; returns the new run's key."""
+    model_name = model_name.strip()
+    if not model_name:
+        raise LayerscopeError("model='' must be a bundled model, a model folder or a hub id")
+    model = cached.load_model(model_name)
+    if model.modality != "text":
+        raise LayerscopeError(f"model {model_name!r} takes {model.modality} inputs; run {run['key']} holds text")
+    acts = core.extract(model, runs.run_dataset(cached.open_run(run["key"])), layers="all", pooling=run["pooling"],
+                        max_length=run.get("max_length"), store=cached.store(), progress=progress)
+    cached.list_runs.clear()
+    return acts.key
+
+
+def make_digits_pair() -> tuple[str, str]:
+    """Train digits-mlp with seeds 0 and 1 and extract both on demo:digits (a convergent-learning pair);
+    the first becomes the current run."""
+    digits = core.load_dataset("demo:digits")
+    keys = [core.extract(cached.load_model(name), digits, layers="all", pooling="mean", store=cached.store()).key
+            for name in DIGITS_PAIR]
+    cached.list_runs.clear()
+    state.set_run_key(keys[0])
+    return keys[0], keys[1]
+
+
+# ----- geometry --------------------------------------------------------------------------------------
+def compute_geometry(run_key: str, metrics: Sequence[str], options: Mapping[str, Any],
+                     progress: Progress | None = None) -> GeometryResult:
+    """Geometry of every layer of a run, into the store (instant when stored)."""
+    return geometry_by_layer(cached.open_run(run_key), tuple(metrics), store=cached.store(), progress=progress,
+                             **dict(options))
+
+
+# ----- SAEs ------------------------------------------------------------------------------------------
+def train_sae(run: Mapping[str, Any], layer: str, config: SAEConfig, progress=None) -> StoredSAE:
+    """Train (or read back) an SAE on a run's layer; with a causal LM, the next-token loss is measured too.
+
+    progress(step, total, metrics) receives the training curves' latest values.
+    """
+    acts = cached.open_run(run["key"])
+    sae_core.check_tokens_run(acts, layer)
+    config.check_for(acts.dim(layer))
+    try:
+        return sae_core.train_sae_on_run(acts, layer, config, store=cached.store(),
+                                         model=cached_sae.causal_model_for(run), progress=progress)
+    finally:
+        cached_sae.list_saes.clear()
+
+
+def import_sae(folder: str, run: Mapping[str, Any], layer: str, exclude_first_token: bool = True) -> StoredSAE:
+    """Copy an SAELens folder into the workspace as an SAE of `layer` of `run`."""
+    acts = cached.open_run(run["key"])
+    entry = sae_core.import_saelens(folder.strip(), acts, layer, store=cached.store(),
+                                    model=cached_sae.causal_model_for(run), exclude_first_token=exclude_first_token)
+    cached_sae.list_saes.clear()
+    return entry
+
+
+def compute_stats(key: str, progress: Progress | None = None) -> FeatureStats:
+    """One pass over the SAE's run: top examples, histograms, density, label association; into the store."""
+    entry = cached_sae.open_sae(key)
+    return ft.feature_stats_cached(entry, cached_sae.run_of(entry), cached.store(), progress=progress)
+
+
+def compute_matching(a: str, b: str, progress: Progress | None = None) -> FeatureMatching:
+    """Pair the latents of SAEs `a` and `b` over their shared inputs; into the store."""
+    ea, eb = cached_sae.open_sae(a), cached_sae.open_sae(b)
+    return ft.match_features_cached(ea, eb, cached_sae.run_of(ea), cached_sae.run_of(eb), cached.store(),
+                                    progress=progress)

@@ -1,0 +1,181 @@
+"""Session state: the values pages share, as typed accessors, and the name of every key.
+
+Three values cross pages: the current run (every page's sidebar), the layer the explorer
+shows (the probes page opens a layer there) and the current SAE (the train page hands it
+to the gallery). Everything else belongs to one page; its key names are listed here, one
+class per page, so that no two pages collide and tests can address a widget by its key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+RUN = "run_key"  # key of the run the pages show
+EXPLORER_LAYER = "explorer_layer"  # layer the explorer shows
+SAE = "sae_key"  # key of the SAE the gallery shows
+
+
+def _get_str(name: str) -> str | None:
+    value = st.session_state.get(name)
+    return value if isinstance(value, str) else None
+
+
+def run_key() -> str | None:
+    """Key of the current run, if one was chosen in this session."""
+    return _get_str(RUN)
+
+
+def set_run_key(key: str) -> None:
+    """Make run `key` the current run of every page."""
+    st.session_state[RUN] = key
+
+
+def explorer_layer() -> str | None:
+    """The layer the explorer shows, if one was chosen in this session."""
+    return _get_str(EXPLORER_LAYER)
+
+
+def set_explorer_layer(layer: str) -> None:
+    """Show `layer` in the explorer."""
+    st.session_state[EXPLORER_LAYER] = layer
+
+
+def sae_key() -> str | None:
+    """Key of the current SAE, if one was chosen in this session."""
+    return _get_str(SAE)
+
+
+def set_sae_key(key: str) -> None:
+    """Make SAE `key` the one the gallery shows."""
+    st.session_state[SAE] = key
+
+
+def computed(name: str) -> set[Any]:
+    """The requests a page has computed in this session (kept so that a rerun shows them without a click)."""
+    return st.session_state.setdefault(name, set())
+
+
+# ----- page-local keys ---------------------------------------------------------------------------------
+class Workspace:
+    RUNS_TABLE = "runs_table"
+
+
+class Explorer:
+    SELECTED = "explorer_selected"  # int: the input clicked on the map
+    MAP = "explorer_map"
+    ANIMATION = "explorer_animation"
+
+
+class Probes:
+    COMPUTED = "probes_requested"  # set of (run key, label columns) probed in this session
+
+    @staticmethod
+    def chart(column: str) -> str:
+        return f"probe_{column}"
+
+    @staticmethod
+    def layer(column: str) -> str:
+        return f"open_{column}"
+
+    @staticmethod
+    def open_layer(column: str) -> str:
+        return f"go_{column}"
+
+
+class Compare:
+    FIT_COLOURS = "compare_fit_colours"
+    PARTNER_SOURCE = "partner_source"
+    PARTNER_BUNDLED = "partner_bundled"
+    PARTNER_TYPED = "partner_typed"
+    PARTNER_EXTRACT = "partner_extract"
+    HEATMAP = "compare_heatmap"  # the heatmap's selection event
+    CELL = "compare_cell"  # (layer of A, layer of B) clicked on the heatmap
+    SELECTION = "compare_selection"  # list of input rows selected on either map
+    PROBE_CURVES = "compare_probe_curves"
+
+    @staticmethod
+    def map(side: str) -> str:
+        return f"compare_map_{side}"
+
+
+class Geometry:
+    COMPUTED = "geometry_requested"  # set of plan requests (runs x metric jobs) computed in this session
+
+    @staticmethod
+    def chart(metric: str) -> str:
+        return f"geometry_{metric}"
+
+
+class Trajectory:
+    COMPUTED = "trajectory_reference"  # set of (run key, variant) whose all-inputs curve was computed
+    PATH = "trajectory_pca"
+    CURVATURE = "trajectory_curvature"
+
+
+class Lens:
+    TEXT = "lens_text"  # the text box
+    EXAMPLE = "lens_example"  # an input picked from the current run
+    REQUEST = "lens_request"  # (model, text, top_k) last asked for
+    HEATMAP = "lens_heatmap"
+    KL = "lens_kl"
+
+
+class Export:
+    REPORT = "export_report"  # {"path", "zip", "figures", "not_drawn", "notes", "seconds"} of the last report
+    ZIP = "export_report_zip"
+
+
+class SaeTrain:
+    DETAILS = "sae_train_details"  # the SAE whose details are shown (also the select box's key)
+    LAYER = "sae_layer"
+    FORM = "sae_config"
+    ARCHITECTURE = "sae_architecture"
+    EXPANSION = "sae_expansion"
+    TOP_K = "sae_k"
+    L1 = "sae_l1"
+    LR = "sae_lr"
+    BATCH = "sae_batch"
+    TOKENS = "sae_tokens"
+    SEED = "sae_seed"
+    NORMALIZE = "sae_normalize"
+    EXCLUDE_FIRST = "sae_exclude_first"
+    REVIVE = "sae_revive"
+    HELD_OUT = "sae_held_out"
+    DEAD_WINDOW = "sae_dead_window"
+    STOP = "sae_stop"
+    IMPORT_FOLDER = "sae_import_folder"
+    IMPORT_EXCLUDE_FIRST = "sae_import_exclude_first"
+    IMPORT = "sae_import"
+    HISTORY = "sae_train_history"
+
+
+class Gallery:
+    OPEN = "gallery_open"  # the latent whose full card is shown (also the number box's key)
+    OPEN_FOR = "gallery_open_sae"  # the SAE that OPEN refers to
+    SAE = "gallery_sae"
+    SORT = "gallery_sort"
+    LABEL = "gallery_label"
+    SEARCH = "gallery_search"
+    HIDE_DEAD = "gallery_hide_dead"
+    PER_PAGE = "gallery_per_page"
+    PAGE = "gallery_page"
+    MAP = "gallery_map"
+    DENSITY = "gallery_density"
+
+    @staticmethod
+    def open_card(feature: int) -> str:
+        return f"open_{feature}"
+
+
+class Matching:
+    A = "match_a"
+    B = "match_b"
+    PAIR = "match_pair"
+    HISTOGRAM = "match_histogram"
+
+
+def feature_card_chart(kind: str, card: str) -> str:
+    """Key of one chart on a feature card (`kind`: hist, logits or assoc_<column>)."""
+    return f"{kind}_{card}"
