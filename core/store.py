@@ -105,24 +105,27 @@ def verify_entry(folder: Path, checksums: Mapping[str, str]) -> None:
         _verified.add(stamp)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, flush it to disk, then rename over `path`.
-
-    The one way files are written in place: a reader sees the old file or the whole new
-    one, never a prefix, and an interrupted write leaves no file under `path`.
-    """
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write a file to; renamed over `path` when the block
+    ends without an error, removed otherwise. A reader sees the old file or the whole new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through `atomic_file`, flushed to disk before the rename."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -163,6 +166,28 @@ def atomic_entry(final: Path, meta: Mapping[str, Any]) -> Iterator[Path]:
         yield tmp
         full = {**meta, "checksums": checksum_files(tmp)}
         write_json_atomic(tmp / "meta.json", full)
+
+
+def _complete_entries(parent: Path) -> list[dict[str, Any]]:
+    """Metadata (+ `key`, `path`) of the complete entries in `parent`, newest first.
+
+    Folders still being written (`.partial`, `.tmp`) or without a readable meta.json are left out.
+    """
+    entries = []
+    if not parent.is_dir():
+        return entries
+    for folder in parent.iterdir():
+        meta_path = folder / "meta.json"
+        if folder.suffix in (".partial", ".tmp") or not meta_path.is_file():
+            continue
+        try:
+            meta = read_json(meta_path)
+        except (OSError, json.JSONDecodeError):
+            logger.warning("skipping unreadable metadata %s", meta_path)
+            continue
+        entries.append({**meta, "key": folder.name, "path": str(folder)})
+    entries.sort(key=lambda m: m.get("created", ""), reverse=True)
+    return entries
 
 
 class Store:
@@ -223,21 +248,9 @@ class Store:
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Metadata of every complete run, newest first, with `key`, `path`, `bytes`."""
-        runs = []
-        if not self.runs_dir.is_dir():
-            return runs
-        for folder in self.runs_dir.iterdir():
-            meta_path = folder / "meta.json"
-            if folder.suffix == ".partial" or not meta_path.is_file():
-                continue
-            try:
-                meta = read_json(meta_path)
-            except (OSError, json.JSONDecodeError):
-                logger.warning("skipping unreadable run metadata %s", meta_path)
-                continue
-            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-            runs.append({**meta, "key": folder.name, "path": str(folder), "bytes": size})
-        runs.sort(key=lambda m: m.get("created", ""), reverse=True)
+        runs = _complete_entries(self.runs_dir)
+        for run in runs:
+            run["bytes"] = sum(p.stat().st_size for p in Path(run["path"]).rglob("*") if p.is_file())
         return runs
 
     def delete_run(self, key: str) -> None:
@@ -366,22 +379,7 @@ class Store:
 
     def list_entries(self, kind: str) -> list[dict[str, Any]]:
         """Metadata of every complete entry of `kind` with `key` and `path`, newest first."""
-        folder = self.root / "results" / kind
-        entries = []
-        if not folder.is_dir():
-            return entries
-        for entry in folder.iterdir():
-            meta_path = entry / "meta.json"
-            if entry.name.endswith(".tmp") or not meta_path.is_file():
-                continue
-            try:
-                meta = read_json(meta_path)
-            except (OSError, json.JSONDecodeError):
-                logger.warning("skipping unreadable metadata %s", meta_path)
-                continue
-            entries.append({**meta, "key": entry.name, "path": str(entry)})
-        entries.sort(key=lambda m: m.get("created", ""), reverse=True)
-        return entries
+        return _complete_entries(self.root / "results" / kind)
 
     def open_entry(self, kind: str, key: str) -> tuple[Path, dict[str, Any]]:
         """The folder and metadata of a complete entry (checksums verified)."""

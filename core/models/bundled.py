@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from torch import nn
 
 from core.errors import LayerscopeError
 from core.models import BUNDLED, LoadedModel, hf_model_from, state_dict_hash, weight_files_hash, wrap_hf
+from core.store import Store, atomic_dir, atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +71,6 @@ def _minilm() -> LoadedModel:
 
 def smollm2_folder(workspace=None) -> Path:
     """Converted SmolLM2 weights in the workspace, converting on first use (~30 s)."""
-    from core.store import Store
-
     store = Store(workspace)
     target = store.models_dir / "smollm2"
     if (target / "model.safetensors").is_file():
@@ -93,21 +90,13 @@ def _convert_smollm2(target: Path) -> None:
     logger.info("dequantising %s into %s (once)", SMOLLM2_GGUF, target)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(target) as tmp:
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         save_model(model, str(tmp / "model.safetensors"))  # handles the tied lm_head
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _smollm2(workspace) -> LoadedModel:
@@ -212,8 +201,6 @@ def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
 def _digits_mlp(seed: int, workspace) -> LoadedModel:
     from safetensors.torch import load_model, save_model
 
-    from core.store import Store
-
     store = Store(workspace)
     path = store.models_dir / f"digits-mlp-seed{seed}.safetensors"
     model = digits_mlp()
@@ -226,9 +213,8 @@ def _digits_mlp(seed: int, workspace) -> LoadedModel:
             else:
                 model = train_digits_mlp(seed)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-                save_model(model, str(tmp))
-                os.replace(tmp, path)
+                with atomic_file(path) as tmp:
+                    save_model(model, str(tmp))
     name = "digits-mlp" if seed == 0 else f"digits-mlp:seed={seed}"
     return LoadedModel(
         name=name,
