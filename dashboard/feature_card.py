@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.export import figure_spec
 from core.figures import sae as figs
 from dashboard import cached_sae, state
-from dashboard.figure_export import show_figure
+from dashboard.figure_export import build, show_built
 
 EXAMPLES_PER_CARD = 4
 
@@ -43,13 +42,12 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
                     st.markdown(figs.examples_html(cached_sae.examples(key, f, picks), scale), unsafe_allow_html=True)
     height = 240 if full else 180
     card = f"{'full' if full else 'card'}_{name}_{key}_{f}"
-    spec = figure_spec(None, sae=key, feature=f)
-    histogram = figs.activation_histogram(stats, f, height=height)
+    runs = [stats.run_key]  # the run the SAE was trained on
+    histogram = build("sae_activation_histogram", runs, sae=key, feature=f, height=height)
     if full:
-        show_figure(histogram, name=f"sae-{key}-feature-{f}-histogram", spec=spec,
-                    key=state.feature_card_chart("hist", card), width="stretch")
+        show_built(histogram, key=state.feature_card_chart("hist", card), width="stretch")
     else:
-        st.plotly_chart(histogram, width="stretch", key=state.feature_card_chart("hist", card))
+        st.plotly_chart(histogram.figure, width="stretch", key=state.feature_card_chart("hist", card))
     for column, association in stats.labels.items():
         if association.kind == "categorical":
             tops = association.top_values(f, n=2)
@@ -57,9 +55,8 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
                 st.caption(f"{column}: " + "; ".join(
                     f"**{t['value']}** {t['rate']:.0%} of its tokens (×{t['lift']:.1f} the base rate)" for t in tops))
             if full:
-                show_figure(figs.label_association_figure(association, f, height=height),
-                            name=f"sae-{key}-feature-{f}-{column}", spec=spec,
-                            key=state.feature_card_chart(f"assoc_{column}", card), width="stretch")
+                show_built(build("sae_label_association", runs, sae=key, feature=f, column=column, height=height),
+                           key=state.feature_card_chart(f"assoc_{column}", card), width="stretch")
         else:
             r = association.correlation[f]
             st.caption(f"{column}: Pearson r = {'undefined' if np.isnan(r) else f'{r:+.2f}'}")
@@ -71,6 +68,5 @@ def render_feature_card(key: str, feature: int, *, full: bool = False, name: str
         st.markdown("Suppresses " + figs.token_chips_html(entry["suppressed"][:n], positive=False),
                     unsafe_allow_html=True)
         if full:
-            show_figure(figs.logit_effects_figure(entry["promoted"][:n], entry["suppressed"][:n], feature=f),
-                        name=f"sae-{key}-feature-{f}-logits", spec=spec,
-                        key=state.feature_card_chart("logits", card), width="stretch")
+            show_built(build("sae_logit_effects", runs, sae=key, feature=f, n=n),
+                       key=state.feature_card_chart("logits", card), width="stretch")

@@ -8,7 +8,7 @@ figures here, so a figure looks and holds the same data wherever it appears::
     built.figure, built.table, built.spec     # plotly Figure, the data behind it, what rebuilds it
 
 One module per page area registers its recipes: maps, probes, similarity, geometry
-(curves and trajectories) and lens.
+(curves and trajectories), lens and sae.
 """
 
 from core.recipes.context import Context
@@ -24,7 +24,7 @@ from core.recipes.registry import (
     get_recipe,
     register,
 )
-from core.recipes import geometry, lens, maps, probes, similarity  # noqa: E402,F401  (register the recipes)
+from core.recipes import geometry, lens, maps, probes, sae, similarity  # noqa: E402,F401  (register the recipes)
 
 __all__ = [
     "FIGURES", "RECIPES", "BuiltFigure", "Context", "Recipe", "build", "build_figure", "check_params",

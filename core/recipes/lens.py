@@ -35,7 +35,7 @@ def _lens_analysis(identity: dict[str, Any], result) -> dict[str, Any]:
 def lens_heatmap_recipe(context: Context, runs, *, model: str, text: str, top_k: int = 5,
                         positions: Sequence[int] | None = None, title: str | None = None) -> BuiltFigure:
     """The Logit lens page's heatmap of the top next token per layer and position (`positions`: a window)."""
-    from core.figures.geometry import lens_heatmap
+    from core.figures.lens import lens_heatmap
 
     identity, result = lens_result(context, model, text, top_k)
     fig = lens_heatmap(result, positions=tuple(positions) if positions else None, title=title)
@@ -48,7 +48,7 @@ def lens_heatmap_recipe(context: Context, runs, *, model: str, text: str, top_k:
 def kl_curve_recipe(context: Context, runs, *, model: str, text: str, top_k: int = 5,
                     title: str | None = None) -> BuiltFigure:
     """The Logit lens page's KL divergence of each layer's readout to the model's output."""
-    from core.figures.geometry import kl_curve
+    from core.figures.lens import kl_curve
 
     identity, result = lens_result(context, model, text, top_k)
     fig = kl_curve(result, title=title)

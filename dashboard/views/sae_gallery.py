@@ -3,11 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from core.export import figure_spec
-from core.figures.sae import density_histogram, feature_map
+from core.recipes.sae import sae_runs
 from dashboard import actions, cached_sae, jobs, state, widgets
 from dashboard.feature_card import render_feature_card
-from dashboard.figure_export import show_figure
+from dashboard.figure_export import build, show_built
 
 SORTS = {"density": "Firing density", "max_activation": "Max activation", "label_association": "Label association"}
 COLUMNS = 3
@@ -91,17 +90,15 @@ with widgets.user_errors():
         st.caption(f"{len(order)} latents have “{query}” among their strongest tokens (or in their examples' text).")
 
     method = "umap" if jobs.umap_ready() else "pca"
-    coords = cached_sae.feature_map(key, method)
     if st.session_state.get(KEYS.OPEN_FOR) != key or st.session_state.get(KEYS.OPEN) is None:
         st.session_state[KEYS.OPEN] = int(order[0]) if len(order) else 0  # the first card, until one is picked
         st.session_state[KEYS.OPEN_FOR] = key
     selected = int(st.session_state[KEYS.OPEN])
     map_col, card_col = st.columns([3, 2], gap="medium")
     with map_col:
-        hover = [f"feature {i} · {t}" for i, t in enumerate(cached_sae.top_tokens(key, 4))]
-        fig = feature_map(coords, stats, method=method.upper(), selected=selected, hover=hover)
-        event = show_figure(fig, name=f"sae-feature-map-{key}", spec=figure_spec(None, sae=key, method=method),
-                            key=KEYS.MAP, width="stretch", on_select="rerun", selection_mode=("points",))
+        with st.spinner("Mapping the decoder directions..."):
+            feature_map = build("sae_feature_map", sae_runs(entry), sae=key, method=method, selected=selected)
+        event = show_built(feature_map, key=KEYS.MAP, width="stretch", on_select="rerun", selection_mode=("points",))
         points = event.selection.points if event and event.selection else []
         if points:
             clicked = int(np.ravel(points[0]["customdata"])[0])
@@ -129,5 +126,4 @@ with widgets.user_errors():
                 st.button("Open", key=KEYS.open_card(int(feature)), icon=":material/open_in_full:", on_click=open_card,
                           args=(int(feature),))
     with st.expander("Density of all latents"):
-        show_figure(density_histogram(stats), name=f"sae-density-{key}", spec=figure_spec(None, sae=key),
-                    key=KEYS.DENSITY, width="stretch")
+        show_built(build("sae_density_histogram", sae_runs(entry), sae=key), key=KEYS.DENSITY, width="stretch")

@@ -3,11 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from core.export import figure_spec
-from core.figures.sae import matching_figure
+from core.recipes.sae import sae_runs
 from dashboard import actions, cached_sae, state, widgets
 from dashboard.feature_card import render_feature_card
-from dashboard.figure_export import show_figure
+from dashboard.figure_export import build, show_built
 
 MAX_PAIRS_LISTED = 500
 
@@ -102,8 +101,8 @@ with widgets.user_errors():
     st.caption(f"Correlations over {result.n_rows:,} {level}.")
     for name, reason in result.reasons.items():
         st.caption(f"{name}: undefined — {reason}")
-    show_figure(matching_figure(result), name="sae-feature-matching", spec=figure_spec(None, saes=[a, b]),
-                key=state.Matching.HISTOGRAM, width="stretch")
+    histogram = build("sae_feature_matching", sae_runs(cached_sae.open_sae(a), cached_sae.open_sae(b)), saes=[a, b])
+    show_built(histogram, key=state.Matching.HISTOGRAM, width="stretch")
 
     table = result.table(stats_a, stats_b).head(MAX_PAIRS_LISTED)
     tokens_a, tokens_b = cached_sae.top_tokens(a, 4), cached_sae.top_tokens(b, 4)

@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory, check_tokens_run
-from core.export import figure_spec
 from core.figures.sae import training_curves
+from core.recipes.sae import sae_runs
 from dashboard import actions, cached_sae, state, widgets
-from dashboard.figure_export import show_figure
+from dashboard.figure_export import build, show_built
 
 KEYS = state.SaeTrain  # this page's widget keys
 ARCH_NAMES = {"topk": "TopK (Gao et al. 2024)", "standard": "ReLU + L1 (Bricken et al. 2023)"}
@@ -71,8 +71,8 @@ def show_saes() -> None:
         if stopped:
             st.warning(f"Training stopped early: {stopped}", icon=":material/warning:")
         if entry.history.tokens:
-            show_figure(training_curves(entry.history, title=f"Training · {entry.label}"), name="sae-training",
-                        spec=figure_spec(None, sae=entry.key), key=KEYS.HISTORY, width="stretch")
+            show_built(build("sae_training_curves", sae_runs(entry), sae=entry.key), key=KEYS.HISTORY,
+                       width="stretch")
         st.caption(f"Stored in SAELens' format (cfg.json + sae_weights.safetensors) at `{entry.path}`; "
                    f"{ev.n_tokens:,} held-out tokens.")
         st.page_link("views/sae_gallery.py", label="Browse its features in the gallery", icon=":material/grid_view:")

@@ -15,7 +15,7 @@ VIEWS = ROOT / "dashboard" / "views"
 APPTEST_TIMEOUT = 240  # seconds per script run: the first run imports torch and transformers
 sys.path.insert(0, str(ROOT / "tests" / "dashboard"))  # apptest_helpers: reading what a page drew
 
-from recipe_workspaces import Runs, share_models  # noqa: E402
+from recipe_workspaces import Runs, share_models, with_saes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,18 @@ def minilm_runs(tmp_path_factory, minilm) -> Runs:
     return Runs(store, core.extract(minilm, data, pooling="mean", store=store).key,
                 core.extract(twin, data, pooling="mean", store=store).key,
                 core.extract(minilm, data, pooling="tokens", store=store).key)
+
+
+@pytest.fixture(scope="session")
+def minilm_sae_runs(minilm_runs) -> Runs:
+    """minilm_runs with two tiny SAEs (seeds 0 and 1) on its tokens run, statistics and matching stored."""
+    return with_saes(minilm_runs, seeds=(0, 1))
+
+
+@pytest.fixture(scope="session")
+def smollm2_sae_runs(smollm2_runs) -> Runs:
+    """smollm2_runs with a tiny SAE on its tokens run (logit effects need a causal LM), statistics stored."""
+    return with_saes(smollm2_runs, seeds=(0,))
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,13 @@ CHECKED = {  # recipe -> the page whose figure the tests below compare it with
     "curvature_by_layer": "views/trajectory.py",
     "lens_heatmap": "views/lens.py",
     "kl_curve": "views/lens.py",
+    "sae_training_curves": "views/sae_train.py",
+    "sae_feature_map": "views/sae_gallery.py",
+    "sae_density_histogram": "views/sae_gallery.py",
+    "sae_activation_histogram": "views/sae_gallery.py",
+    "sae_label_association": "views/sae_gallery.py",
+    "sae_logit_effects": "views/sae_gallery.py",
+    "sae_feature_matching": "views/sae_match.py",
 }
 
 
@@ -148,3 +155,56 @@ def test_lens__heatmap_and_kl_curve_of_smollm2(smollm2_runs, open_page):
     heatmap = built(smollm2_runs, "lens_heatmap", [], model="smollm2", text=text, top_k=5,
                     positions=[0, kl.result.n_positions])
     assert_page_draws(drawn[state.Lens.HEATMAP], heatmap)
+
+
+# ----- SAEs ----------------------------------------------------------------------------------------
+def test_train_sae__training_curves_of_the_chosen_sae(minilm_sae_runs, open_page):
+    runs, key = minilm_sae_runs, minilm_sae_runs.saes[0]
+    at = open_page("sae_train.py", runs, **{state.RUN: runs.tokens, state.SaeTrain.DETAILS: key})
+    assert_page_draws(charts(at)[state.SaeTrain.HISTORY], built(runs, "sae_training_curves", [runs.tokens], sae=key))
+
+
+def test_gallery__map_density_and_the_cards_of_a_minilm_sae(minilm_sae_runs, open_page):
+    runs, key = minilm_sae_runs, minilm_sae_runs.saes[0]
+    at = open_page("sae_gallery.py", runs, **{state.SAE: key})
+    drawn = charts(at)
+    selected = int(at.session_state[state.Gallery.OPEN])
+    title = drawn[state.Gallery.MAP]["layout"]["title"]["text"]
+    method = "umap" if "UMAP" in title else "pca"  # UMAP once its warm-up has run in this process
+    expected = built(runs, "sae_feature_map", [runs.tokens], sae=key, method=method, selected=selected)
+    assert_page_draws(drawn[state.Gallery.MAP], expected)
+    assert_page_draws(drawn[state.Gallery.DENSITY], built(runs, "sae_density_histogram", [runs.tokens], sae=key))
+    card = f"full__{key}_{selected}"
+    expected = built(runs, "sae_activation_histogram", [runs.tokens], sae=key, feature=selected)
+    assert_page_draws(drawn[state.feature_card_chart("hist", card)], expected)
+    column = "topic"  # categorical: the open card draws its association
+    expected = built(runs, "sae_label_association", [runs.tokens], sae=key, feature=selected, column=column)
+    assert_page_draws(drawn[state.feature_card_chart(f"assoc_{column}", card)], expected)
+    grid = [name for name in drawn if name.startswith(f"hist_card__{key}_")]
+    assert grid
+    for name in grid:  # the grid's smaller cards draw the same histogram
+        feature = int(name.rsplit("_", 1)[1])
+        expected = built(runs, "sae_activation_histogram", [runs.tokens], sae=key, feature=feature, height=180)
+        assert_page_draws(drawn[name], expected)
+
+
+def test_match__paired_correlations_of_two_minilm_saes(minilm_sae_runs, open_page):
+    runs, (a, b) = minilm_sae_runs, minilm_sae_runs.saes
+    at = open_page("sae_match.py", runs, **{state.Matching.A: a, state.Matching.B: b})
+    drawn = charts(at)
+    assert_page_draws(drawn[state.Matching.HISTOGRAM], built(runs, "sae_feature_matching", [runs.tokens], saes=[a, b]))
+    cards = [name for name in drawn if name.startswith("hist_card_")]
+    assert len(cards) == 2  # the compared pair, side by side
+    for name in cards:
+        sae, feature = name.rsplit("_", 2)[1:]
+        expected = built(runs, "sae_activation_histogram", [runs.tokens], sae=sae, feature=int(feature), height=180)
+        assert_page_draws(drawn[name], expected)
+
+
+@pytest.mark.slow
+def test_gallery__logit_effects_of_a_smollm2_sae(smollm2_sae_runs, open_page):
+    runs, key = smollm2_sae_runs, smollm2_sae_runs.saes[0]
+    at = open_page("sae_gallery.py", runs, **{state.SAE: key})
+    selected = int(at.session_state[state.Gallery.OPEN])
+    expected = built(runs, "sae_logit_effects", [runs.tokens], sae=key, feature=selected, n=10)
+    assert_page_draws(charts(at)[state.feature_card_chart("logits", f"full__{key}_{selected}")], expected)
