@@ -18,10 +18,12 @@ import numpy as np
 import streamlit as st
 
 import core
+from core import recipes
 from core.analysis import probes, projection
-from core.analysis.geometry import GeometryResult, curvature, geometry_by_layer
+from core.analysis.geometry import GeometryResult, geometry_by_layer
 from core.analysis.probes import ProbeResult
 from core.analysis.similarity import SimilarityResult, similarity_matrix
+from core.recipes.geometry import input_curvature
 from core.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,6 +73,16 @@ def dataset(spec: str) -> core.Dataset:
 def open_run(key: str) -> core.Activations:
     """The run, checksums verified once per process per file (cheap on reruns)."""
     return store().open_run(key)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _recipe_context(root: str) -> recipes.Context:
+    return recipes.Context(Store(root), load_model=load_model, open_run=open_run)
+
+
+def recipe_context() -> recipes.Context:
+    """The context every session builds figures in (core.recipes): the cached models and runs, results computed once."""
+    return _recipe_context(str(store().root))
 
 
 # ----- maps --------------------------------------------------------------------------------------
@@ -131,8 +143,9 @@ def geometry_result(run_key: str, metrics: tuple[str, ...], options: Params) -> 
     return geometry_by_layer(open_run(run_key), tuple(metrics), store=store(), **dict(options))
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def input_curvature_by_layer(run_key: str, index: int, variant: str) -> np.ndarray:
-    """(L,) curvature (radians) of input `index` at each layer of the run, NaN where undefined."""
-    acts = open_run(run_key)
-    return np.array([curvature(acts.input_tokens(layer, index), variant=variant) for layer in acts.layer_names])
+    """(L,) curvature (radians) of input `index` at each layer of the run, NaN where undefined.
+
+    Computed in the recipe context, so the Trajectory page's curvature figure reuses it.
+    """
+    return input_curvature(recipe_context(), open_run(run_key), index, variant)

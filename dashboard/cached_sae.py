@@ -19,6 +19,7 @@ from core.analysis import features as ft
 from core.analysis import sae as sae_core
 from core.analysis.features import FeatureMatching, FeatureStats, LogitEffects
 from core.analysis.sae import StoredSAE
+from core.recipes.sae import strongest_tokens
 from core.runs import is_untrained
 from core.store import Store
 from dashboard import cached
@@ -92,12 +93,6 @@ def logit_effects(key: str) -> LogitEffects | None:
     return ft.logit_effects_cached(entry, model, cached.store())
 
 
-@st.cache_data(show_spinner="Mapping the decoder directions...", max_entries=16)
-def feature_map(key: str, method: str) -> np.ndarray:
-    """(F, 2) PCA or UMAP of the decoder directions."""
-    return ft.decoder_map(open_sae(key), cached.store(), method=method)
-
-
 @st.cache_data(show_spinner=False, max_entries=512)
 def examples(key: str, feature: int, rows: tuple[int, ...]) -> list[ft.FeatureExample]:
     """The token rows `rows` as examples of `feature`, with WINDOW tokens of context."""
@@ -115,9 +110,7 @@ def search(key: str, query: str) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=16)
 def top_tokens(key: str, n: int = 5) -> list[str]:
     """Each latent's `n` strongest distinct tokens as one string (for tables and hover text)."""
-    readable = ft.readable_tokens(run_of(open_sae(key)).tokens)
-    return [", ".join(list(dict.fromkeys(readable[r].strip() for r in rows if r >= 0))[:n])
-            for rows in stats(key).top_rows]
+    return strongest_tokens(stats(key), run_of(open_sae(key)), n)
 
 
 # ----- matching ------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import streamlit as st
 
 from core import export, recipes
 from core.errors import LayerscopeError
-from core.store import Store
 from dashboard import cached
 
 logger = logging.getLogger(__name__)
@@ -40,15 +39,9 @@ def images_unavailable() -> str | None:
     return export.images_unavailable_reason()
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _recipe_context(root: str) -> recipes.Context:
-    """The context every session builds figures in: the cached models and runs, results computed once."""
-    return recipes.Context(Store(root), load_model=cached.load_model, open_run=cached.open_run)
-
-
 def build(figure: str, runs=(), **params: Any) -> recipes.BuiltFigure:
     """Figure `figure` of `runs` built by its recipe (core.recipes), as reports and sidecars rebuild it."""
-    return recipes.build(_recipe_context(str(cached.store().root)), figure, runs, **params)
+    return recipes.build(cached.recipe_context(), figure, runs, **params)
 
 
 class PreparedExport:
@@ -66,7 +59,7 @@ class PreparedExport:
         """The figure rebuilt from its spec through the store: its table and analysis provenance."""
         if self._built is False:
             try:
-                self._built = recipes.build_figure(self.spec, context=_recipe_context(str(cached.store().root)))
+                self._built = recipes.build_figure(self.spec, context=cached.recipe_context())
             except Exception as err:  # the export still works from the figure itself  # noqa: BLE001
                 logger.warning("could not rebuild %s from its spec: %s", self.spec.get("figure"), err)
                 self._built = None

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.recipes.geometry import legend_names
 from core.runs import find_twin, is_untrained
 
 Run = Mapping[str, Any]  # a run's metadata, as Store.list_runs gives it
@@ -28,15 +29,6 @@ def geometry_jobs(metrics: Sequence[str], curvature_variants: Sequence[str], id_
     if "intrinsic_dimension" in metrics:
         jobs += [(("intrinsic_dimension",), {"id_method": m}) for m in id_methods[1:]]
     return jobs
-
-
-def legend_name(run: Run, compared: Sequence[Run]) -> str:
-    """A run's name in the legend: its model, plus dataset or pooling when both compared runs are of one model."""
-    name = run["model"]["name"]
-    if len(compared) == 2 and compared[0]["model"]["name"] == compared[1]["model"]["name"]:
-        same_data = compared[0]["dataset"]["name"] == compared[1]["dataset"]["name"]
-        name += f" · {run['pooling'] if same_data else run['dataset']['name']}"
-    return name
 
 
 @dataclass
@@ -87,8 +79,7 @@ class GeometryPlan:
     def entries(self) -> list[GeometryEntry]:
         """The runs drawn, each followed by its twin."""
         out = []
-        for run in self.compared:
-            name = legend_name(run, self.compared)
+        for run, name in zip(self.compared, legend_names(self.compared)):
             out.append(GeometryEntry(name, run, False))
             twin = self.twins.get(run["key"])
             if twin is not None:

@@ -8,6 +8,7 @@ class per page, so that no two pages collide and tests can address a widget by i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -58,6 +59,11 @@ def computed(name: str) -> set[Any]:
 
 
 # ----- page-local keys ---------------------------------------------------------------------------------
+def _per_item(prefix: str) -> Callable[[Any], str]:
+    """Keys of a widget a page draws once per item (a label column, a side, a metric): "<prefix>_<item>"."""
+    return staticmethod(lambda item: f"{prefix}_{item}")
+
+
 class Workspace:
     RUNS_TABLE = "runs_table"
 
@@ -70,18 +76,9 @@ class Explorer:
 
 class Probes:
     COMPUTED = "probes_requested"  # set of (run key, label columns) probed in this session
-
-    @staticmethod
-    def chart(column: str) -> str:
-        return f"probe_{column}"
-
-    @staticmethod
-    def layer(column: str) -> str:
-        return f"open_{column}"
-
-    @staticmethod
-    def open_layer(column: str) -> str:
-        return f"go_{column}"
+    chart = _per_item("probe")  # a label column's probe curve
+    layer = _per_item("open")  # its layer picker
+    open_layer = _per_item("go")  # its "Open in explorer" button
 
 
 class Compare:
@@ -94,18 +91,12 @@ class Compare:
     CELL = "compare_cell"  # (layer of A, layer of B) clicked on the heatmap
     SELECTION = "compare_selection"  # list of input rows selected on either map
     PROBE_CURVES = "compare_probe_curves"
-
-    @staticmethod
-    def map(side: str) -> str:
-        return f"compare_map_{side}"
+    map = _per_item("compare_map")  # the map of side "a" or "b"
 
 
 class Geometry:
     COMPUTED = "geometry_requested"  # set of plan requests (runs x metric jobs) computed in this session
-
-    @staticmethod
-    def chart(metric: str) -> str:
-        return f"geometry_{metric}"
+    chart = _per_item("geometry")  # a metric's curves
 
 
 class Trajectory:
@@ -163,10 +154,7 @@ class Gallery:
     PAGE = "gallery_page"
     MAP = "gallery_map"
     DENSITY = "gallery_density"
-
-    @staticmethod
-    def open_card(feature: int) -> str:
-        return f"open_{feature}"
+    open_card = _per_item("open")  # a latent's "Open" button
 
 
 class Matching:

@@ -87,6 +87,15 @@ class ProgressBar:
 
 
 # ----- runs ------------------------------------------------------------------------------------------
+def workspace_runs(*, empty: str = "No runs yet: extract activations first.") -> list[dict]:
+    """The workspace's runs; stops the page with `empty` and a link to the Workspace when there is none."""
+    runs = cached.list_runs()
+    if not runs:
+        empty_state(empty, page=WORKSPACE_PAGE, label="Go to Workspace")
+        st.stop()
+    return runs
+
+
 def describe_run(run: Mapping[str, Any]) -> str:
     """One line naming a run: model · dataset · inputs · pooling · layers."""
     return (f"{run['model']['name']} · {run['dataset']['name']} · {run['n_inputs']:,} inputs · {run['pooling']} · "

@@ -1,7 +1,7 @@
-"""Geometry and logit-lens figures: metric curves per layer, one input's token trajectory,
-its curvature per layer, the logit-lens heatmap and the KL-to-final curve.
+"""Geometry figures: metric curves per layer, one input's token trajectory and its curvature per layer.
 
-Curvature is computed in radians (core.analysis.geometry) and drawn in degrees.
+Curvature is computed in radians (core.analysis.geometry) and drawn in degrees. The
+logit-lens figures live in core.figures.lens and are importable from here too.
 """
 
 from __future__ import annotations
@@ -14,10 +14,25 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.analysis.geometry import METRIC_UNITS, GeometryResult, turning_angles
+from core.figures.depth import LAYER_TITLE, RELATIVE_DEPTH_TITLE, band, curve, depth_axis, style_depth_figure
+from core.figures.lens import kl_curve, lens_heatmap, token_label
 from core.figures.style import ACCENT, CONTINUOUS, MUTED, color_for, style_figure
 
-RELATIVE_DEPTH_TITLE = "relative depth (0 = embeddings, 1 = last layer)"
-LAYER_TITLE = "layer (0 = first extracted layer)"
+__all__ = [
+    "LAYER_TITLE",
+    "METRIC_TITLES",
+    "RELATIVE_DEPTH_TITLE",
+    "curvature_by_layer_figure",
+    "depth_axis",
+    "display_unit",
+    "geometry_curves",
+    "in_display_units",
+    "kl_curve",
+    "lens_heatmap",
+    "metric_variant",
+    "trajectory_figure",
+]
+
 METRIC_TITLES = {
     "curvature": "Trajectory curvature",
     "intrinsic_dimension": "Intrinsic dimension",
@@ -29,15 +44,7 @@ METRIC_TITLES = {
 }
 
 
-# ----- shared helpers ------------------------------------------------------------------
-def depth_axis(n_layers: int, *, relative_depth: bool) -> np.ndarray:
-    """(n_layers,) x positions: i / (n - 1) on the relative-depth axis, else 0..n-1."""
-    index = np.arange(n_layers, dtype=float)
-    if relative_depth:
-        return index / (n_layers - 1) if n_layers > 1 else index
-    return index
-
-
+# ----- units and legends ---------------------------------------------------------------
 def in_display_units(metric: str, values) -> np.ndarray:
     """Values as drawn: curvature in degrees, everything else unchanged."""
     values = np.asarray(values, dtype=float)
@@ -61,37 +68,6 @@ def metric_variant(result: GeometryResult, metric: str) -> str | None:
     if metric in ("dataset_entropy", "prompt_entropy") and "entropy_alpha" in p:
         return f"α={p['entropy_alpha']:g}" + ("" if p.get("entropy_normalize", True) else ", nats")
     return None
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def _band(x, low, high, color: str, group: str) -> go.Scatter:
-    """A filled band between `low` and `high` (NaN gaps dropped)."""
-    ok = np.isfinite(low) & np.isfinite(high)
-    x, low, high = np.asarray(x)[ok], np.asarray(low)[ok], np.asarray(high)[ok]
-    return go.Scatter(
-        x=[*x, *x[::-1]],
-        y=[*high, *low[::-1]],
-        fill="toself",
-        fillcolor=_rgba(color, 0.18),
-        line={"width": 0},
-        hoverinfo="skip",
-        showlegend=False,
-        name=f"{group} (interquartile)",
-        legendgroup=group,
-    )
-
-
-def _show_token(token: str) -> str:
-    """A token as cell/label text: HTML-escaped, newlines and blank tokens made visible."""
-    shown = token.replace("\n", "↵").replace("\t", "⇥")
-    if not shown.strip():
-        shown = "␣" * max(1, len(shown))
-    return html.escape(shown)
 
 
 # ----- geometry curves ------------------------------------------------------------------
@@ -132,20 +108,19 @@ def geometry_curves(
         q25 = in_display_units(metric, result.q25[metric])
         q75 = in_display_units(metric, result.q75[metric])
         if np.isfinite(q25).any():
-            fig.add_trace(_band(x, q25, q75, color, label))
+            fig.add_trace(band(x, q25, q75, color=color, group=label, name=f"{label} (interquartile)"))
         custom = np.stack(
             [np.array(result.layer_names, dtype=object), np.arange(n), q25, q75], axis=1
         )
         spread = "<br>interquartile %{customdata[2]:.3g} – %{customdata[3]:.3g}" if np.isfinite(q25).any() else ""
         fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=mean,
-                mode="lines+markers",
+            curve(
+                x,
+                mean,
                 name=label,
+                color=color,
+                dash="dash" if name in controls else "solid",
                 legendgroup=label,
-                connectgaps=False,
-                line={"color": color, "width": 2.5, "dash": "dash" if name in controls else "solid"},
                 marker={"size": 5},
                 customdata=custom,
                 hovertemplate=(
@@ -154,16 +129,15 @@ def geometry_curves(
                 ),
             )
         )
-    style_figure(
+    style_depth_figure(
         fig,
         title=title or f"{METRIC_TITLES.get(metric, metric)} by layer",
-        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
         y_title=f"{metric.replace('_', ' ')} ({unit})" if unit else metric.replace("_", " "),
+        relative_depth=relative_depth,
         publication=publication,
     )
     if relative_depth:
         fig.update_xaxes(range=[-0.02, 1.02])
-    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
     return fig
 
 
@@ -207,7 +181,7 @@ def trajectory_figure(
     share = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
     share = np.pad(share, (0, 2 - len(share)))
     angle_text = ["—" if not math.isfinite(a) else f"{a:.1f}°" for a in angles]
-    hover = [f"<b>{_show_token(tokens[j])}</b><br>position {j}<br>turning angle {angle_text[j]}" for j in shown]
+    hover = [f"<b>{token_label(tokens[j])}</b><br>position {j}<br>turning angle {angle_text[j]}" for j in shown]
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
@@ -227,7 +201,7 @@ def trajectory_figure(
             mode="markers+text",
             name="tokens",
             showlegend=False,
-            text=[_show_token(tokens[j]) for j in shown],
+            text=[token_label(tokens[j]) for j in shown],
             textposition="top center",
             textfont={"size": 11},
             marker={
@@ -289,7 +263,7 @@ def curvature_by_layer_figure(
         rx = depth_axis(len(reference.layer_names), relative_depth=relative_depth)
         q25 = in_display_units("curvature", reference.q25["curvature"])
         q75 = in_display_units("curvature", reference.q75["curvature"])
-        fig.add_trace(_band(rx, q25, q75, MUTED, "all inputs"))
+        fig.add_trace(band(rx, q25, q75, color=MUTED, group="all inputs", name="all inputs (interquartile)"))
         fig.add_trace(
             go.Scatter(
                 x=rx,
@@ -302,124 +276,19 @@ def curvature_by_layer_figure(
             )
         )
     fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=values,
-            mode="lines+markers",
+        curve(
+            x,
+            values,
             name=input_label,
-            connectgaps=False,
-            line={"color": ACCENT, "width": 2.5},
+            color=ACCENT,
             customdata=np.array(layer_names, dtype=object),
             hovertemplate="%{customdata}<br>curvature %{y:.1f}°<extra></extra>",
         )
     )
-    style_figure(
+    return style_depth_figure(
         fig,
         title=title or "Curvature of this input's trajectory by layer",
-        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
         y_title="curvature (degrees)",
+        relative_depth=relative_depth,
         publication=publication,
     )
-    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
-    return fig
-
-
-# ----- logit lens -----------------------------------------------------------------------
-def lens_heatmap(
-    result, *, positions: tuple[int, int] | None = None, title: str | None = None, publication: bool = False
-) -> go.Figure:
-    """Layer x position heatmap of the logit lens: cell text = top next token, colour = its probability.
-
-    result: a core.analysis.lens.LensResult. Rows run from the embeddings (bottom) to the
-    last layer (top); columns are input positions labelled with the input token (the
-    cell holds the predicted *next* token). Hover lists the top-k tokens and the KL.
-    positions: (start, stop) window of positions to draw (long inputs); default all.
-    """
-    L, T = result.top_probs.shape[:2]
-    start, stop = positions if positions is not None else (0, T)
-    if not 0 <= start < stop <= T:
-        raise ValueError(f"positions={positions!r} must satisfy 0 <= start < stop <= {T}")
-    cols = list(range(start, stop))
-    z = result.top_probs[:, start:stop, 0]  # (L, stop - start)
-    text = [[_show_token(str(t)) for t in row] for row in result.top_tokens[:, start:stop, 0]]
-    hover = []
-    for li in range(L):
-        row = []
-        for t in cols:
-            options = "<br>".join(
-                f"{_show_token(str(tok))}  {p:.3f}" for tok, p in zip(result.top_tokens[li, t], result.top_probs[li, t])
-            )
-            row.append(
-                f"<b>{html.escape(result.layer_names[li])}</b> · after “{_show_token(result.tokens[t])}” "
-                f"(position {t})<br>{options}<br>KL to final {result.kl_to_final[li, t]:.3f} nats"
-            )
-        hover.append(row)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=cols,
-            y=list(range(L)),
-            text=text,
-            texttemplate="%{text}",
-            textfont={"size": 10},
-            hovertext=hover,
-            hoverinfo="text",
-            colorscale=CONTINUOUS,
-            zmin=0.0,
-            zmax=1.0,
-            colorbar={"title": {"text": "probability"}, "thickness": 14},
-            xgap=1,
-            ygap=1,
-            name="top token",
-        )
-    )
-    style_figure(
-        fig,
-        title=title or f"Logit lens · {result.model_name}: top next token at each layer",
-        x_title="input token (cell: predicted next token)",
-        y_title="layer",
-        publication=publication,
-        height=max(360, 22 * L + 160),
-    )
-    fig.update_xaxes(
-        tickmode="array", tickvals=cols, ticktext=[_show_token(result.tokens[t]) for t in cols], tickangle=-45,
-        showgrid=False,
-    )
-    fig.update_yaxes(
-        tickmode="array", tickvals=list(range(L)),
-        ticktext=[f"{i} · {name}" for i, name in enumerate(result.layer_names)], showgrid=False,
-    )
-    return fig
-
-
-def kl_curve(result, *, relative_depth: bool = False, title: str | None = None, publication: bool = False) -> go.Figure:
-    """Mean over positions of KL(p_final || p_layer) per layer, with the interquartile band over positions.
-
-    result: a core.analysis.lens.LensResult. The last block reads 0 by construction.
-    """
-    L = len(result.layer_names)
-    x = depth_axis(L, relative_depth=relative_depth)
-    q25, q75 = np.percentile(result.kl_to_final, [25, 75], axis=1)
-    fig = go.Figure()
-    fig.add_trace(_band(x, q25, q75, ACCENT, "positions"))
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=result.mean_kl,
-            mode="lines+markers",
-            name="mean over positions (interquartile band)",
-            line={"color": ACCENT, "width": 2.5},
-            customdata=np.stack([np.array(result.layer_names, dtype=object), q25, q75], axis=1),
-            hovertemplate="%{customdata[0]}<br>mean KL %{y:.3f} nats<br>"
-            "interquartile %{customdata[1]:.3f} – %{customdata[2]:.3f}<extra></extra>",
-        )
-    )
-    style_figure(
-        fig,
-        title=title or f"Logit lens · {result.model_name}: KL divergence to the final output by layer",
-        x_title=RELATIVE_DEPTH_TITLE if relative_depth else LAYER_TITLE,
-        y_title="KL(final ‖ layer) (nats)",
-        publication=publication,
-    )
-    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.22})
-    return fig

@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from core.figures.style import ACCENT, MUTED, style_figure
+from core.figures.depth import band, curve, style_depth_figure
+from core.figures.style import ACCENT, MUTED
 
 
-def _band(x, low, high, color: str, name: str) -> go.Scatter:
-    return go.Scatter(
-        x=list(x) + list(x)[::-1],
-        y=list(high) + list(low)[::-1],
-        mode="lines",
-        fill="toself",
-        fillcolor=color,
-        line={"width": 0},
-        hoverinfo="skip",
-        showlegend=False,
-        name=name,
-        legendgroup=name,
-    )
+def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, name: str, **trace) -> None:
+    """A score per layer and its +/- 1 std band over folds behind it."""
+    fig.add_trace(band(x, mean - std, mean + std, color=color, group=group, name=group, alpha=0.15))
+    fig.add_trace(curve(x, mean, name=name, color=color, legendgroup=group, **trace))
 
 
 def probe_curve(result, *, title: str | None = None, publication: bool = False) -> go.Figure:
@@ -34,35 +26,17 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     label = "accuracy" if result.metric == "accuracy" else "R²"
     fig = go.Figure()
-    fig.add_trace(_band(x, mean - std, mean + std, "rgba(59,91,219,0.15)", "probe"))
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=mean,
-            mode="lines+markers",
-            name=f"linear probe ({label})",
-            legendgroup="probe",
-            line={"color": ACCENT, "width": 2.5},
-            customdata=np.stack([np.array(result.layer_names, dtype=object), std], axis=1),
-            hovertemplate="layer %{x} · %{customdata[0]}<br>" + label + " %{y:.3f} ± %{customdata[1]:.3f}<extra></extra>",
-        )
+    _score_with_spread(
+        fig, x, mean, std, color=ACCENT, group="probe", name=f"linear probe ({label})",
+        customdata=np.stack([np.array(result.layer_names, dtype=object), std], axis=1),
+        hovertemplate="layer %{x} · %{customdata[0]}<br>" + label + " %{y:.3f} ± %{customdata[1]:.3f}<extra></extra>",
     )
     control_mean = getattr(result, "control_mean", None)
     if control_mean is not None:
-        control_mean = np.asarray(control_mean)
-        control_std = np.asarray(result.control_std)
-        fig.add_trace(_band(x, control_mean - control_std, control_mean + control_std, "rgba(138,146,166,0.15)", "control"))
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=control_mean,
-                mode="lines+markers",
-                name="control (shuffled labels)",
-                legendgroup="control",
-                line={"color": MUTED, "dash": "dash"},
-                marker={"symbol": "x"},
-                hovertemplate="layer %{x}<br>control %{y:.3f}<extra></extra>",
-            )
+        _score_with_spread(
+            fig, x, np.asarray(control_mean), np.asarray(result.control_std), color=MUTED, group="control",
+            name="control (shuffled labels)", dash="dash", width=2, marker={"symbol": "x"},
+            hovertemplate="layer %{x}<br>control %{y:.3f}<extra></extra>",
         )
     chance = getattr(result, "chance", None)
     if chance is not None and np.isfinite(chance):
@@ -89,15 +63,15 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
             hoverinfo="skip",
         )
     )
-    style_figure(
+    style_depth_figure(
         fig,
         title=title or f"Linear probe {label} per layer",
-        x_title="layer (0 = first extracted layer)",
         y_title=f"held-out {label} ({getattr(result, 'n_folds', 5)}-fold CV)",
+        relative_depth=False,
         publication=publication,
+        legend_y=-0.2,
     )
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=[str(i) for i in x])
     if result.metric == "accuracy":
         fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.2})
     return fig

@@ -15,10 +15,7 @@ widgets.page_header(
     "layers' maps side by side; a box or lasso selection in one map highlights the same inputs in the other.",
 )
 
-runs = cached.list_runs()
-if not runs:
-    widgets.empty_state("No runs yet: extract activations first.", page=widgets.WORKSPACE_PAGE, label="Go to Workspace")
-    st.stop()
+runs = widgets.workspace_runs()
 
 by_key = {r["key"]: r for r in runs}
 with st.sidebar:

@@ -16,10 +16,7 @@ widgets.page_header(
     "index.html, into a folder of the workspace and a zip of it.",
 )
 
-runs = cached.list_runs()
-if not runs:
-    widgets.empty_state("No runs yet: extract activations first.", page=widgets.WORKSPACE_PAGE, label="Go to Workspace")
-    st.stop()
+runs = widgets.workspace_runs()
 by_key = {r["key"]: r for r in runs}
 current = state.run_key()
 chosen = st.multiselect(

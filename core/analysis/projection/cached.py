@@ -79,7 +79,7 @@ def projection_cached(
     method = check_choice("method", method, METHODS)
     metric = check_choice("metric", metric, METRICS)
     layer = check_layer(acts, layer)
-    options = dict(seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
+    options = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
     params = _params(
         acts, method, **options, layer=layer, aligned=False, n_components=int(n_components),
         perplexity=float(perplexity),
@@ -109,7 +109,7 @@ def aligned_projection_cached(
     method = check_choice("method", method, ALIGNED_METHODS)
     metric = check_choice("metric", metric, METRICS)
     names = list(check_layers(acts, layers))
-    options = dict(seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
+    options = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
     params = _params(acts, method, **options, layers=names, aligned=True, n_components=2)
 
     def compute() -> AlignedMaps:

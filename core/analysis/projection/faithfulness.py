@@ -50,23 +50,10 @@ def _measured(
     return X[rows], Y[rows], k, metric
 
 
-def trustworthiness(
-    X: Any,
-    Y: Any,
-    n_neighbors: int = 10,
-    *,
-    max_points: int = FAITHFULNESS_MAX_POINTS,
-    seed: int = 0,
-    metric: str = "euclidean",
-) -> float:
-    """sklearn.manifold.trustworthiness of the map Y (n, 2) of X (n, d), as a float in [0, 1].
-
-    Runs on `subsample_indices(n, max_points, seed)` (the size is logged; see
-    `map_faithfulness` for a result that carries it).
-    """
+def _trustworthiness(X: np.ndarray, Y: np.ndarray, k: int, metric: str, seed: int) -> float:
+    """sklearn.manifold.trustworthiness of measured rows (see _measured)."""
     from sklearn.manifold import trustworthiness as sk_trustworthiness
 
-    X, Y, k, metric = _measured(X, Y, n_neighbors, "n_neighbors", max_points=max_points, seed=seed, metric=metric)
     value = float(sk_trustworthiness(X, Y, n_neighbors=k, metric=metric))
     logger.info("trustworthiness %.4f on %d points (k=%d, seed=%d)", value, len(X), k, seed)
     return value
@@ -85,6 +72,32 @@ def _neighbour_sets(X: np.ndarray, k: int, metric: str) -> np.ndarray:
     return neighbours[keep].reshape(len(X), k)
 
 
+def _knn_overlap(X: np.ndarray, Y: np.ndarray, k: int, metric: str) -> float:
+    """Mean share of each measured row's k nearest neighbours in X that stay among its k nearest in Y."""
+    a = _neighbour_sets(X, k, metric)
+    b = _neighbour_sets(Y, k, "euclidean")
+    shared = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
+    return float(shared.mean() / k)
+
+
+def trustworthiness(
+    X: Any,
+    Y: Any,
+    n_neighbors: int = 10,
+    *,
+    max_points: int = FAITHFULNESS_MAX_POINTS,
+    seed: int = 0,
+    metric: str = "euclidean",
+) -> float:
+    """sklearn.manifold.trustworthiness of the map Y (n, 2) of X (n, d), as a float in [0, 1].
+
+    Runs on `subsample_indices(n, max_points, seed)` (the size is logged; see
+    `map_faithfulness` for a result that carries it).
+    """
+    X, Y, k, metric = _measured(X, Y, n_neighbors, "n_neighbors", max_points=max_points, seed=seed, metric=metric)
+    return _trustworthiness(X, Y, k, metric, seed)
+
+
 def knn_overlap(
     X: Any,
     Y: Any,
@@ -99,10 +112,7 @@ def knn_overlap(
     Self is excluded; runs on `subsample_indices(n, max_points, seed)`.
     """
     X, Y, k, metric = _measured(X, Y, k, "k", max_points=max_points, seed=seed, metric=metric)
-    a = _neighbour_sets(X, k, metric)
-    b = _neighbour_sets(Y, k, "euclidean")
-    shared = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
-    return float(shared.mean() / k)
+    return _knn_overlap(X, Y, k, metric)
 
 
 def map_faithfulness(
@@ -115,7 +125,5 @@ def map_faithfulness(
     metric: str = "euclidean",
 ) -> MapFaithfulness:
     """Trustworthiness and kNN overlap of the map Y of X on one seeded subsample."""
-    value = trustworthiness(X, Y, n_neighbors, max_points=max_points, seed=seed, metric=metric)
-    overlap = knn_overlap(X, Y, n_neighbors, max_points=max_points, seed=seed, metric=metric)
-    n_points = min(len(np.asarray(X)), max_points)
-    return MapFaithfulness(value, overlap, int(n_neighbors), int(n_points), int(seed))
+    X, Y, k, metric = _measured(X, Y, n_neighbors, "n_neighbors", max_points=max_points, seed=seed, metric=metric)
+    return MapFaithfulness(_trustworthiness(X, Y, k, metric, seed), _knn_overlap(X, Y, k, metric), k, len(X), int(seed))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 import core
 from core.store import Store
@@ -12,12 +11,8 @@ from features_helpers import LAYER
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matrices are faster on one thread; with two on a busy 2-core machine they are much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def single_threaded(one_thread):
+    """Every test here runs on one torch thread (see one_thread)."""
 
 
 @pytest.fixture(scope="package")

@@ -1,8 +1,7 @@
-"""Shared fixtures of the geometry tests: point clouds of known dimension and run folders."""
+"""Shared fixtures of the geometry tests: point clouds of known dimension and a tokens run."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,46 +41,6 @@ def _offsets(lengths: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
-def _write_run(folder: Path, layers: dict[str, np.ndarray], *, pooling: str, offsets=None) -> Activations:
-    """A minimal complete run folder read back as Activations."""
-    (folder / "layers").mkdir(parents=True)
-    files = {}
-    for i, (name, array) in enumerate(layers.items()):
-        files[name] = f"layers/{i:03d}.npy"
-        np.save(folder / files[name], array)
-    n_inputs = len(offsets) - 1 if offsets is not None else len(next(iter(layers.values())))
-    if offsets is not None:
-        np.save(folder / "offsets.npy", offsets)
-        np.save(folder / "lengths.npy", np.diff(offsets))
-    meta = {
-        "layers": list(layers),
-        "layer_files": files,
-        "pooling": pooling,
-        "n_inputs": n_inputs,
-        "dims": {name: int(a.shape[1]) for name, a in layers.items()},
-        "model": {"name": "toy", "modality": "text"},
-        "dataset": {"name": "toy"},
-    }
-    (folder / "meta.json").write_text(json.dumps(meta))
-    return Activations(folder, meta)
-
-
-def _tokens_run(tmp_path: Path, rng: np.random.Generator) -> tuple[Activations, np.ndarray]:
-    lengths = list(rng.integers(3, 12, size=60)) + [2, 1]  # two inputs too short for curvature
-    offsets = _offsets(lengths)
-    layers = {
-        "embed": rng.standard_normal((offsets[-1], 16)).astype(np.float32),
-        "block.0": np.cumsum(rng.standard_normal((offsets[-1], 16)), axis=0).astype(np.float32),
-        "block.1": np.full((offsets[-1], 16), 0.5, dtype=np.float32),  # constant layer
-    }
-    return _write_run(tmp_path / "runA", layers, pooling="tokens", offsets=offsets), offsets
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
-
-
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Force many chunks so chunk boundaries are exercised on small data."""
@@ -113,12 +72,17 @@ def offsets_of() -> Callable[[list[int]], np.ndarray]:
 
 
 @pytest.fixture
-def write_run() -> Callable[..., Activations]:
-    """write_run(folder, layers, *, pooling, offsets=None): a run folder read back as Activations."""
-    return _write_run
-
-
-@pytest.fixture
-def tokens_run() -> Callable[[Path, np.random.Generator], tuple[Activations, np.ndarray]]:
+def tokens_run(write_run) -> Callable[[Path, np.random.Generator], tuple[Activations, np.ndarray]]:
     """tokens_run(tmp_path, rng): a 3-layer tokens run of 62 inputs (two too short, one constant layer)."""
-    return _tokens_run
+
+    def build(tmp_path: Path, rng: np.random.Generator) -> tuple[Activations, np.ndarray]:
+        lengths = list(rng.integers(3, 12, size=60)) + [2, 1]  # two inputs too short for curvature
+        offsets = _offsets(lengths)
+        layers = {
+            "embed": rng.standard_normal((offsets[-1], 16)).astype(np.float32),
+            "block.0": np.cumsum(rng.standard_normal((offsets[-1], 16)), axis=0).astype(np.float32),
+            "block.1": np.full((offsets[-1], 16), 0.5, dtype=np.float32),  # constant layer
+        }
+        return write_run(tmp_path / "runA", layers, pooling="tokens", offsets=offsets), offsets
+
+    return build

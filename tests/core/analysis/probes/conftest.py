@@ -1,16 +1,11 @@
-"""Shared fixtures of the probe tests: scikit-learn references, toy problems and run folders."""
+"""Shared fixtures of the probe tests: scikit-learn references and toy problems."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-
-from core.activations import Activations
 
 
 def _sklearn_accuracy(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, n_folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -51,27 +46,6 @@ def _blobs(n_per_class: int = 60, d: int = 10, k: int = 3, spread: float = 8.0, 
     return centres[labels] + rng.normal(size=(len(labels), d)), labels
 
 
-def _write_run(folder: Path, layers: dict[str, np.ndarray], table: pd.DataFrame, pooling: str = "mean") -> Activations:
-    """A minimal complete run folder (layers + label table) read back as Activations."""
-    (folder / "layers").mkdir(parents=True)
-    files = {}
-    for i, (name, array) in enumerate(layers.items()):
-        files[name] = f"layers/{i:03d}.npy"
-        np.save(folder / files[name], array)
-    table.to_parquet(folder / "table.parquet")
-    meta = {
-        "layers": list(layers),
-        "layer_files": files,
-        "pooling": pooling,
-        "n_inputs": len(table),
-        "dims": {name: int(a.shape[1]) for name, a in layers.items()},
-        "model": {"name": "toy", "modality": "text"},
-        "dataset": {"name": "toy", "label_columns": list(table.columns)},
-    }
-    (folder / "meta.json").write_text(json.dumps(meta))
-    return Activations(folder, meta)
-
-
 @pytest.fixture()
 def sklearn_accuracy() -> Callable[..., np.ndarray]:
     return _sklearn_accuracy
@@ -85,8 +59,3 @@ def sklearn_r2() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture()
 def blobs() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     return _blobs
-
-
-@pytest.fixture()
-def write_run() -> Callable[..., Activations]:
-    return _write_run

@@ -11,12 +11,8 @@ from sae_helpers import LAYER
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny SAE steps are faster on one thread; with two on a busy 2-core machine they are ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def single_threaded(one_thread):
+    """Every test here runs on one torch thread (see one_thread)."""
 
 
 @pytest.fixture(scope="package")
