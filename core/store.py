@@ -8,11 +8,12 @@ Layout of a workspace::
     <root>/models/                converted model weights (e.g. smollm2 as safetensors)
 
 Keys are hashes of every input that changes a result plus `FORMAT_VERSION`.
-Entries are written under a temporary name and renamed when complete, so a
-reader never sees half an entry. Every complete entry lists the sha256 of its
+Entries are written under a temporary name and renamed when complete (core.atomic),
+so a reader never sees half an entry. Every complete entry lists the sha256 of its
 files in meta.json; opening an entry checks them (once per process per file
 version) and raises `DamagedEntryError` on a mismatch. Nothing is pickled:
-arrays are `.npy` read with `allow_pickle=False`, metadata is JSON.
+arrays are `.npy` read with `allow_pickle=False`, metadata is JSON. Results are
+dataclasses stored through one codec (core.codec) by `Store.cached`/`lookup`/`save`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -34,6 +34,18 @@ from typing import Any, TypeVar
 import numpy as np
 
 from core import codec
+from core.atomic import (  # noqa: F401  (the store's writers, importable from here too)
+    atomic_dir,
+    atomic_entry,
+    atomic_file,
+    checksum_files,
+    file_sha256,
+    json_default,
+    read_json,
+    verify_entry,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from core.errors import DamagedEntryError, LayerscopeError
 
 R = TypeVar("R")
@@ -42,10 +54,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WORKSPACE_ENV = "LAYERSCOPE_WORKSPACE"
-_HASH_CHUNK = 1 << 24
-
-# (path, size, mtime_ns) of files whose checksum was verified in this process
-_verified: set[tuple[str, int, int]] = set()
 
 
 def default_workspace() -> Path:
@@ -56,116 +64,8 @@ def default_workspace() -> Path:
 def make_key(params: Mapping[str, Any]) -> str:
     """A stable 20-hex-digit key for a JSON-serialisable parameter mapping."""
     payload = {"format": FORMAT_VERSION, **params}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (Path, tuple, set)):
-        return str(value) if isinstance(value, Path) else list(value)
-    raise TypeError(f"cannot put {type(value).__name__} into a store key")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 16 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def checksum_files(folder: Path) -> dict[str, str]:
-    """sha256 of every file under `folder` except meta.json, by relative path."""
-    return {
-        str(p.relative_to(folder)): file_sha256(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "meta.json"
-    }
-
-
-def verify_entry(folder: Path, checksums: Mapping[str, str]) -> None:
-    """Raise DamagedEntryError if any listed file is missing or has changed."""
-    for rel, expected in checksums.items():
-        path = folder / rel
-        if not path.is_file():
-            raise DamagedEntryError(f"store entry {folder.name} is damaged: {rel} is missing")
-        stat = path.stat()
-        stamp = (str(path), stat.st_size, stat.st_mtime_ns)
-        if stamp in _verified:
-            continue
-        if file_sha256(path) != expected:
-            raise DamagedEntryError(
-                f"store entry {folder.name} is damaged: checksum of {rel} does not match"
-            )
-        _verified.add(stamp)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write a file to; renamed over `path` when the block
-    ends without an error, removed otherwise. A reader sees the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through `atomic_file`, flushed to disk before the rename."""
-    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return Path(path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename over it."""
-    write_bytes_atomic(path, json.dumps(data, indent=1, default=_json_default).encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `final`; when the block ends without an error it is
-    renamed to `final` (replacing an older folder), on an error it is removed."""
-    final = Path(final)
-    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_entry(final: Path, meta: Mapping[str, Any]) -> Iterator[Path]:
-    """Yield a temporary folder beside `final` to write an entry's files into.
-
-    When the block ends without an error, meta.json (with the sha256 of every file) is
-    written and the folder renamed to `final`, replacing an older entry; on an error
-    the temporary folder is removed. A reader never sees half an entry.
-    """
-    with atomic_dir(final) as tmp:
-        yield tmp
-        full = {**meta, "checksums": checksum_files(tmp)}
-        write_json_atomic(tmp / "meta.json", full)
 
 
 def _complete_entries(parent: Path) -> list[dict[str, Any]]:
