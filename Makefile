@@ -33,7 +33,7 @@ run: demo
 	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 2 --dist worksteal
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
