@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import core  # noqa: E402
-from core.extract import _TextFeeder  # noqa: E402
+from core.extract.feeders import TextFeeder  # noqa: E402
+from results import result  # noqa: E402
 
 BATCH_SIZE = 32
 
@@ -52,7 +53,7 @@ def time_ratio(repeats: int) -> None:
     model = core.load_model("minilm")
     data = core.load_dataset("demo:sentences")
     # the very tensors Layerscope feeds the model: sorted by length, right-padded
-    feeder = _TextFeeder(model, data.texts, model.max_length)
+    feeder = TextFeeder(model, data.texts, model.max_length)
     order = np.argsort(-feeder.lengths, kind="stable")
     batches = [feeder.batch(order[i : i + BATCH_SIZE])[0] for i in range(0, len(order), BATCH_SIZE)]
     bare_loop(model, batches[:2])  # warm-up
@@ -65,6 +66,7 @@ def time_ratio(repeats: int) -> None:
     print(f"bare forward loop (output_hidden_states): {b:.2f} s (median of {repeats})")
     print(f"core.extract with store writes:           {o:.2f} s (median of {repeats})")
     print(f"ratio layerscope / bare: {o / b:.3f}   target: <= 1.15")
+    result("extraction time layerscope / bare loop", f"{o / b:.3f}", "<= 1.15", o / b <= 1.15)
 
 
 _MEMORY_CHILD = """
@@ -97,6 +99,8 @@ def peak_memory() -> None:
         print(child.stdout.strip())
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"peak RSS, per-token extraction of 20,000 sentences: {peak_kib / 2**20:.2f} GiB   target: <= 2 GB")
+    result("peak RSS of a per-token extraction of 20,000 sentences", f"{peak_kib / 2**20:.2f} GiB", "<= 2 GB",
+           peak_kib * 1024 <= 2e9)
 
 
 def main() -> None:

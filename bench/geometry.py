@@ -22,6 +22,7 @@ import torch
 
 import core
 from core.analysis.geometry import GEOMETRY_METRICS, geometry_by_layer
+from results import result as print_result
 
 
 def main() -> None:
@@ -55,9 +56,9 @@ def main() -> None:
         t_geometry = statistics.median(times)
         print(f"  geometry_by_layer (store=None):  {t_geometry:8.2f} s (median of {args.repeats})")
         print(f"  ratio geometry / extraction: {t_geometry / t_extract:.2f}")
-        print("target: metrics cost less than the extraction (ratio < 1)")
+        print_result("geometry_by_layer / extraction time", f"{t_geometry / t_extract:.2f}", "< 1", t_geometry < t_extract)
         frame = result.to_frame()
-        print(f"  result: {frame.shape[0]} layer x metric values, {int(frame['value'].isna().sum())} NaN")
+        print(f"  computed: {frame.shape[0]} layer x metric values, {int(frame['value'].isna().sum())} NaN")
         for metric, reason in result.reasons.items():
             if reason:
                 print(f"    {metric}: {reason}")

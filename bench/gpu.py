@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import core  # noqa: E402
+from results import result  # noqa: E402
 
 
 def timed(fn):
@@ -51,6 +52,9 @@ def extraction(model_name: str, data, folder: str) -> dict:
         )
         results[dtype] = (t, worst)
         print(f"cuda {dtype:9s} extraction: {t:.2f} s, max |gpu - cpu| / max|cpu| over layers = {worst:.2e}")
+        tolerance = 1e-5 if dtype == "float32" else 2e-2
+        result(f"cuda {dtype} extraction, max relative difference to the CPU", f"{worst:.2e}", f"<= {tolerance:g}",
+               worst <= tolerance)
 
     # bare loop on the same sorted batches
     ids = gpu.tokenizer(data.texts, truncation=True, max_length=gpu.max_length)["input_ids"]
@@ -94,6 +98,7 @@ def probes(acts, labels) -> None:
     diff = float(np.abs(np.asarray(cpu.mean) - np.asarray(gpu.mean)).max())
     print(f"probes ({len(acts.layer_names)} layers x 5 folds + control): cpu {t_cpu:.2f} s, cuda {t_gpu:.2f} s, "
           f"speed-up {t_cpu / t_gpu:.1f}x, max accuracy difference {100 * diff:.2f} points")
+    result("probe accuracy, cuda vs cpu", f"{100 * diff:.2f} points", "<= 1 point", diff <= 0.01)
 
 
 def cka(acts) -> None:
@@ -104,6 +109,7 @@ def cka(acts) -> None:
     diff = float(np.nanmax(np.abs(cpu.matrix - gpu.matrix)))
     print(f"linear CKA {cpu.matrix.shape} on n={cpu.n}: cpu {t_cpu:.2f} s, cuda {t_gpu:.2f} s, "
           f"speed-up {t_cpu / t_gpu:.1f}x, max |difference| {diff:.1e}")
+    result("linear CKA, cuda vs cpu", f"{diff:.1e}", "<= 1e-6", diff <= 1e-6)
 
 
 def sae(model_name: str, data, folder: str) -> None:
@@ -127,6 +133,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
+        result("CUDA checks", "skipped (no CUDA device)", "a CUDA device", False)
         return
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     data = core.load_dataset("demo:sentences", limit=args.inputs)

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import textwrap
 
+from results import result
+
 CHILD = """
 import json, os, sys, threading, time
 start = time.perf_counter()
@@ -83,6 +85,8 @@ def main() -> None:
     print(f"speed-up of the first picture once warm: {cold['picture_s'] / warm['picture_s']:.1f}x")
     print(f"aligned UMAP of 7 layers (computed once, stored): {fill['aligned_umap_s']:.1f} s")
     print(f"revisit from the store in a new process: {revisit['revisit_s']:.3f} s   target: < 0.5 s")
+    result("revisit of stored aligned maps in a new process", f"{revisit['revisit_s']:.3f} s", "< 0.5 s",
+           revisit["revisit_s"] < 0.5)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import torch
 import core
 from core.analysis import features as ft
 from core.analysis.sae import SAEConfig, SAETrainer, token_rows
+from results import result
 
 LAYER = "encoder.layer.3"
 TARGET = 0.40
@@ -149,8 +150,8 @@ def main() -> None:
     print(f"  median step {statistics.median(times) * 1e3:.0f} ms; {tokens_per_s:,.0f} tokens/s; "
           f"{achieved / 1e9:.1f} GFLOP/s")
     print(f"  achieved fraction of the measured matmul peak: {fraction:.1%}")
-    print(f"  target: >= {TARGET:.0%} of the measured matmul peak on CPU -> "
-          f"{'met' if fraction >= TARGET else 'NOT met'}")
+    result("SAETrainer.step throughput / measured matmul peak (CPU)", f"{fraction:.1%}", f">= {TARGET:.0%}",
+           fraction >= TARGET)
 
     # ----- fit() end to end (scale estimation, logging, checkpoints included) --------------------------
     fit_config = SAEConfig(expansion=args.expansion, k=args.k, batch_size=B, training_tokens=B * args.steps)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from core.analysis.similarity import linear_cka, similarity_matrix
+from results import result
 
 
 def synthetic_model(n: int, d: int, n_layers: int, seed: int) -> dict[str, np.ndarray]:
@@ -57,6 +58,8 @@ def compare(name: str, a, b, device: str, repeats: int) -> None:
     print(f"  similarity_matrix (reused):      {t_reused:7.2f} s (median of {repeats})")
     difference = np.abs(m_naive - m_reused).max()
     print(f"  speed-up naive / reused: {t_naive / t_reused:.2f}x   max |difference|: {difference:.1e}")
+    result(f"{name}: linear_cka loop / similarity_matrix", f"{t_naive / t_reused:.2f}x", "> 1x", t_naive > t_reused)
+    result(f"{name}: max |difference|", f"{difference:.1e}", "<= 1e-6", difference <= 1e-6)
 
 
 def main() -> None:
