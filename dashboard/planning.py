@@ -20,14 +20,29 @@ GeometryJob = tuple[tuple[str, ...], dict[str, Any]]  # (metrics, options of cor
 
 # ----- geometry ----------------------------------------------------------------------------------
 def geometry_jobs(metrics: Sequence[str], curvature_variants: Sequence[str], id_methods: Sequence[str],
-                  entropy_alpha: float) -> list[GeometryJob]:
-    """One job for every chosen metric with the first variant of each, then one per further variant."""
-    jobs: list[GeometryJob] = [(tuple(metrics), {"curvature_variant": curvature_variants[0],
-                                                 "id_method": id_methods[0], "entropy_alpha": float(entropy_alpha)})]
+                  entropy_alpha: float, *, entropy_variants: Sequence[str] = ("exact",),
+                  curvature_degenerate: str = "skip") -> list[GeometryJob]:
+    """One job for every chosen metric with the first variant of each, then one per further variant.
+
+    curvature_degenerate goes with the "abs" curvature variant only (Skean's convention); options at
+    their default are left out of a job, so its stored results keep their keys.
+    """
+    def curvature(v: str) -> dict[str, Any]:
+        zero = v == "abs" and curvature_degenerate != "skip"
+        return {"curvature_variant": v, **({"curvature_degenerate": curvature_degenerate} if zero else {})}
+
+    def entropy(v: str) -> dict[str, Any]:
+        return {"entropy_alpha": float(entropy_alpha), **({"entropy_variant": v} if v != "exact" else {})}
+
+    jobs: list[GeometryJob] = [(tuple(metrics), {**curvature(curvature_variants[0]), "id_method": id_methods[0],
+                                                 **entropy(entropy_variants[0])})]
     if "curvature" in metrics:
-        jobs += [(("curvature",), {"curvature_variant": v}) for v in curvature_variants[1:]]
+        jobs += [(("curvature",), curvature(v)) for v in curvature_variants[1:]]
     if "intrinsic_dimension" in metrics:
         jobs += [(("intrinsic_dimension",), {"id_method": m}) for m in id_methods[1:]]
+    entropies = tuple(m for m in metrics if m in ("dataset_entropy", "prompt_entropy"))
+    if entropies:
+        jobs += [(entropies, entropy(v)) for v in entropy_variants[1:]]
     return jobs
 
 

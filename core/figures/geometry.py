@@ -56,17 +56,24 @@ def display_unit(metric: str) -> str:
 
 
 def metric_variant(result: GeometryResult, metric: str) -> str | None:
-    """The convention a metric was computed with, as shown in legends ("signed", "TwoNN", "α=1")."""
+    """The convention a metric was computed with, as shown in legends ("signed", "TwoNN", "skean, α=1").
+
+    Options a result predates read as their defaults (entropy "exact", curvature steps "skip").
+    """
     p = result.params
     if metric == "curvature":
-        return {"signed": "signed (Hosseini)", "abs": "abs (Skean)"}.get(p.get("curvature_variant"), None)
+        name = {"signed": "signed (Hosseini)", "abs": "abs (Skean)"}.get(p.get("curvature_variant"), None)
+        if name and p.get("curvature_degenerate", "skip") == "zero":
+            name += ", zero-length steps = 0"
+        return name
     if metric == "intrinsic_dimension":
         method = p.get("id_method")
         if method == "twonn":
             return f"TwoNN, lowest {p.get('id_fraction', 0.9):.0%} of μ"
         return "MLE" if method == "mle" else None
     if metric in ("dataset_entropy", "prompt_entropy") and "entropy_alpha" in p:
-        return f"α={p['entropy_alpha']:g}" + ("" if p.get("entropy_normalize", True) else ", nats")
+        skean = "skean, " if p.get("entropy_variant", "exact") == "skean" else ""  # exact: the default, unnamed
+        return f"{skean}α={p['entropy_alpha']:g}" + ("" if p.get("entropy_normalize", True) else ", nats")
     return None
 
 

@@ -44,14 +44,30 @@ def legend_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def geometry_table(results: Mapping[str, Any], metric: str) -> pd.DataFrame:
-    """One row per (curve, layer): the metric's mean and interquartile range as drawn, inputs left out."""
+    """One row per (curve, layer): the metric's mean and interquartile range as drawn, inputs left out,
+    and for intrinsic dimension the duplicate points removed before the fit (empty where not counted)."""
     from core.figures.geometry import in_display_units
 
-    return pd.concat(
-        [pd.DataFrame({"run": name, "layer": list(r.layer_names), "value": in_display_units(metric, r.mean[metric]),
-                       "q25": in_display_units(metric, r.q25[metric]), "q75": in_display_units(metric, r.q75[metric]),
-                       "inputs left out": r.n_skipped[metric]}) for name, r in results.items()],
-        ignore_index=True)
+    def frame(name: str, r) -> pd.DataFrame:
+        table = pd.DataFrame({"run": name, "layer": list(r.layer_names),
+                              "value": in_display_units(metric, r.mean[metric]),
+                              "q25": in_display_units(metric, r.q25[metric]),
+                              "q75": in_display_units(metric, r.q75[metric]), "inputs left out": r.n_skipped[metric]})
+        if metric == "intrinsic_dimension":
+            table["duplicates removed"] = r.n_duplicates if r.n_duplicates is not None else np.nan
+        return table
+
+    return pd.concat([frame(name, r) for name, r in results.items()], ignore_index=True)
+
+
+def duplicates_note(results: Mapping[str, Any]) -> str | None:
+    """A sentence naming the curves and layers whose duplicate points TwoNN removed; None if none were."""
+    parts = [f"{name}: " + ", ".join(f"{int(c)} at {layer}" for layer, c in zip(r.layer_names, r.n_duplicates) if c)
+             for name, r in results.items() if r.n_duplicates is not None and np.any(r.n_duplicates)]
+    if not parts:
+        return None
+    return ("Duplicate points removed before the intrinsic-dimension fit (a copy is at distance 0): "
+            + "; ".join(parts) + ".")
 
 
 @register("geometry_curves", page="views/geometry.py")
@@ -75,6 +91,12 @@ def geometry_recipe(context: Context, runs, *, curves: Sequence[Mapping[str, Any
                 "seeds": {n: r.params.get("seed") for n, r in results.items()},
                 "reasons": {n: r.reasons.get(metric) for n, r in results.items() if r.reasons.get(metric)}}
     caption = f"{METRIC_TITLES.get(metric, metric)} against depth for {', '.join(results)}."
+    if metric == "intrinsic_dimension":
+        duplicates = {n: None if r.n_duplicates is None else [int(c) for c in r.n_duplicates]
+                      for n, r in results.items()}
+        analysis["duplicates_removed"] = duplicates
+        note = duplicates_note(results)
+        caption += f" {note}" if note else ""
     return BuiltFigure(fig, geometry_table(results, metric), analysis, caption, f"geometry-{metric}",
                        result=results)
 

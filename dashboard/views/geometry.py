@@ -2,14 +2,25 @@
 
 import streamlit as st
 
-from core.analysis.geometry import CURVATURE_VARIANTS, GEOMETRY_METRICS, ID_METHODS, PER_INPUT_METRICS, RESULT_METRICS
+from core.analysis.geometry import (
+    CURVATURE_DEGENERATE,
+    CURVATURE_VARIANTS,
+    ENTROPY_VARIANTS,
+    GEOMETRY_METRICS,
+    ID_METHODS,
+    PER_INPUT_METRICS,
+    RESULT_METRICS,
+)
 from core.figures.geometry import METRIC_TITLES, display_unit, metric_variant
+from core.recipes.geometry import duplicates_note
 from core.runs import TWIN_SEED
 from dashboard import actions, cached, planning, state, widgets
 from dashboard.figure_export import build, show_built
 
 VARIANT_NAMES = {"signed": "signed (Hosseini & Fedorenko)", "abs": "abs (Skean et al.)",
-                 "twonn": "TwoNN (linear fit, dadapy)", "mle": "maximum likelihood"}
+                 "twonn": "TwoNN (linear fit, dadapy)", "mle": "maximum likelihood",
+                 "exact": "exact (Gram spectrum)", "skean": "skean (Gram clamped at 0, Skean et al.)",
+                 "skip": "left out", "zero": "counted as 0° (Skean et al.)"}
 
 widgets.page_header(
     "Geometry",
@@ -43,16 +54,30 @@ with st.sidebar:
             "Curvature variant", list(CURVATURE_VARIANTS), default=["signed"], format_func=VARIANT_NAMES.get,
             help="signed: arccos of the step cosine, 0-180° (default). abs: arccos of its absolute value, 0-90°.",
         ) or ["signed"]
+    degenerate = "skip"
+    if "abs" in curvature_variants:
+        degenerate = st.radio(
+            "Zero-length steps (abs)", list(CURVATURE_DEGENERATE), format_func=VARIANT_NAMES.get, horizontal=True,
+            help="Identical consecutive tokens make a zero-length step, whose angle is undefined. Left out "
+            "(default): those angles and inputs under 3 tokens are skipped. Counted as 0°: those angles are 0 "
+            "and inputs under 3 tokens have curvature 0, as in Skean et al.'s code.",
+        )
     id_methods = ["twonn"]
     if "intrinsic_dimension" in metrics:
         id_methods = st.multiselect(
             "Intrinsic-dimension estimator", list(ID_METHODS), default=["twonn"], format_func=VARIANT_NAMES.get,
             help="TwoNN (Facco et al. 2017) on the lowest 90% of the distance ratios, or its maximum-likelihood form.",
         ) or ["twonn"]
-    alpha = 1.0
+    alpha, entropy_variants = 1.0, ["exact"]
     if {"dataset_entropy", "prompt_entropy"} & set(metrics):
         alpha = st.number_input("Entropy order α", min_value=0.1, max_value=10.0, value=1.0, step=0.5,
                                 help="Rényi order of the matrix entropy; 1 is the Shannon (von Neumann) limit.")
+        entropy_variants = st.multiselect(
+            "Entropy convention", list(ENTROPY_VARIANTS), default=["exact"], format_func=VARIANT_NAMES.get,
+            help="exact (default): the spectrum of the Gram matrix of centred unit rows, the same on either side. "
+            "skean: negative Gram entries set to 0 before the eigendecomposition, as in Skean et al.'s code; "
+            "the value then depends on which side (n x n or d x d) is used.",
+        ) or ["exact"]
     st.markdown("##### Compare")
     others = [r for r in runs if r["key"] != run["key"]]
     others_by_key = {r["key"]: r for r in others}
@@ -75,7 +100,8 @@ if not metrics:
     st.stop()
 
 # ----- what to compute --------------------------------------------------------------------
-jobs = planning.geometry_jobs(metrics, curvature_variants, id_methods, alpha)
+jobs = planning.geometry_jobs(metrics, curvature_variants, id_methods, alpha, entropy_variants=entropy_variants,
+                              curvature_degenerate=degenerate)
 plan = planning.plan_geometry(run, runs, second=compare_key, jobs=jobs, with_twin=with_twin)
 for r in plan.untrained:
     st.caption(f"{r['model']['name']} is already an untrained model; it gets no twin.")
@@ -137,6 +163,9 @@ with widgets.user_errors():
                     if metric in PER_INPUT_METRICS and result.params.get("pooling") != "tokens":
                         st.page_link(widgets.WORKSPACE_PAGE, label="Extract a run with pooling='tokens'",
                                      icon=":material/arrow_forward:")
+            note = duplicates_note(curves) if name == "intrinsic_dimension" else None
+            if note:
+                st.caption(note)
             with st.expander(f"Numbers per layer: {name.replace('_', ' ')} ({display_unit(name)})"):
                 st.dataframe(built.table, hide_index=True, width="stretch")
 st.caption(

@@ -11,10 +11,12 @@ import pytest
 
 streamlit = pytest.importorskip("streamlit")
 
-from apptest_helpers import button, figures
+import numpy as np
+from apptest_helpers import button, figures, values
 
 import core
 from core.store import Store
+from dashboard import planning
 
 PAGES = ("geometry.py", "trajectory.py", "lens.py", "workspace.py", "explorer.py", "home.py")
 
@@ -100,6 +102,48 @@ def test_geometry__pooled_run_shows_reason_for_curvature(app, tmp_path):
     button(at, "Compute geometry").click().run()
     assert not at.exception
     assert any("pooling='tokens'" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def _widget(widgets, label: str):
+    matches = [w for w in widgets if w.label == label]
+    assert matches, f"no widget {label!r}; there are {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def _curve(at, title: str) -> dict:
+    """The first line (not band) of the figure whose title starts with `title`."""
+    figure = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith(title))
+    return next(t for t in figure["data"] if "lines" in t.get("mode", "") and t.get("fill") != "toself")
+
+
+def test_geometry__skean_entropy_and_zero_length_steps_change_values_and_legends(app, tokens_workspace):
+    at = app("geometry.py", tokens_workspace)
+    at.run()
+    _widget(at.sidebar.multiselect, "Metrics").set_value(["curvature", "dataset_entropy"]).run()
+    button(at, "Compute geometry").click().run()
+    assert not at.exception
+    exact = _curve(at, "Dataset entropy")
+    assert exact["name"] == "minilm · α=1"
+
+    _widget(at.sidebar.multiselect, "Entropy convention").set_value(["skean"]).run()
+    _widget(at.sidebar.multiselect, "Curvature variant").set_value(["abs"]).run()
+    _widget(at.sidebar.radio, "Zero-length steps (abs)").set_value("zero").run()
+    button(at, "Compute geometry").click().run()
+    assert not at.exception
+    skean = _curve(at, "Dataset entropy")
+    assert skean["name"] == "minilm · skean, α=1"
+    assert np.max(np.abs(values(skean["y"]) - values(exact["y"]))) > 0.01
+    assert _curve(at, "Trajectory curvature")["name"] == "minilm · abs (Skean), zero-length steps = 0"
+
+
+def test_geometry_jobs__entropy_variants_and_zero_steps_go_only_where_they_apply():
+    jobs = planning.geometry_jobs(["curvature", "dataset_entropy"], ["signed", "abs"], ["twonn"], 1.0,
+                                  entropy_variants=["exact", "skean"], curvature_degenerate="zero")
+    assert jobs[0] == (("curvature", "dataset_entropy"),
+                       {"curvature_variant": "signed", "id_method": "twonn", "entropy_alpha": 1.0})
+    assert jobs[1] == (("curvature",), {"curvature_variant": "abs", "curvature_degenerate": "zero"})
+    assert jobs[2] == (("dataset_entropy",), {"entropy_alpha": 1.0, "entropy_variant": "skean"})
+    assert len(jobs) == 3
 
 
 # ----- trajectory --------------------------------------------------------------------------

@@ -5,13 +5,21 @@ Definitions follow /work/shared/METRICS.md, section "Geometry of one layer". One
 per concept: `curvature`, `intrinsic_dimension`, `spectrum` (matrix entropy, effective
 rank, anisotropy), `entropy` (prompt entropy), `by_layer` (all layers of a run, cached in
 the store). Pairwise distances and Gram eigenvalues run in torch (on CUDA when present);
-spectra are computed in float64.
+spectra are computed in float64. Conventions of the reference code are named options:
+matrix entropy `variant="skean"`, curvature `degenerate="zero"`; TwoNN removes duplicate
+points and `GeometryResult.n_duplicates` counts them.
 """
 
 from core.analysis.geometry.by_layer import DEFAULT_OPTIONS, GEOMETRY_VERSION, geometry_by_layer
-from core.analysis.geometry.curvature import CURVATURE_VARIANTS, curvature, curvature_per_input, turning_angles
+from core.analysis.geometry.curvature import (
+    CURVATURE_DEGENERATE,
+    CURVATURE_VARIANTS,
+    curvature,
+    curvature_per_input,
+    turning_angles,
+)
 from core.analysis.geometry.entropy import prompt_entropy
-from core.analysis.geometry.intrinsic_dimension import ID_METHODS, MIN_ID_POINTS, intrinsic_dimension
+from core.analysis.geometry.intrinsic_dimension import ID_METHODS, MIN_ID_POINTS, distinct_rows, intrinsic_dimension
 from core.analysis.geometry.result import (
     GEOMETRY_METRICS,
     METRIC_UNITS,
@@ -19,11 +27,13 @@ from core.analysis.geometry.result import (
     RESULT_METRICS,
     GeometryResult,
 )
-from core.analysis.geometry.spectrum import anisotropy, effective_rank, matrix_entropy
+from core.analysis.geometry.spectrum import ENTROPY_VARIANTS, anisotropy, effective_rank, matrix_entropy
 
 __all__ = [
+    "CURVATURE_DEGENERATE",
     "CURVATURE_VARIANTS",
     "DEFAULT_OPTIONS",
+    "ENTROPY_VARIANTS",
     "GEOMETRY_METRICS",
     "GEOMETRY_VERSION",
     "ID_METHODS",
@@ -35,6 +45,7 @@ __all__ = [
     "anisotropy",
     "curvature",
     "curvature_per_input",
+    "distinct_rows",
     "effective_rank",
     "geometry_by_layer",
     "intrinsic_dimension",

@@ -19,13 +19,20 @@ from core import codec
 from core.activations import Activations
 from core.analysis.arrays import as_matrix
 from core.analysis.geometry import _rows
-from core.analysis.geometry.curvature import CURVATURE_VARIANTS, curvature_per_input
+from core.analysis.geometry.curvature import CURVATURE_VARIANTS, check_degenerate, curvature_per_input
 from core.analysis.geometry.entropy import prompt_entropy
-from core.analysis.geometry.intrinsic_dimension import ID_METHODS, MIN_ID_POINTS, check_fraction, intrinsic_dimension
+from core.analysis.geometry.intrinsic_dimension import (
+    ID_METHODS,
+    MIN_ID_POINTS,
+    check_fraction,
+    distinct_rows,
+    intrinsic_dimension,
+)
 from core.analysis.geometry.legacy import read_legacy_result
 from core.analysis.geometry.result import GEOMETRY_METRICS, PER_INPUT_METRICS, RESULT_METRICS, GeometryResult
 from core.analysis.geometry.spectrum import (
     check_alpha,
+    check_entropy_variant,
     effective_rank_from_spectrum,
     gram_spectrum,
     matrix_entropy,
@@ -43,13 +50,18 @@ logger = logging.getLogger(__name__)
 GEOMETRY_VERSION = 1  # bump when a formula or convention changes: invalidates cached results
 DEFAULT_OPTIONS: dict[str, Any] = {
     "curvature_variant": "signed",  # "signed" (Hosseini, default) or "abs" (Skean)
+    "curvature_degenerate": "skip",  # zero-length steps, inputs under 3 tokens: "skip", or "zero" (Skean; abs only)
     "id_method": "twonn",  # "twonn" (linear fit, dadapy default) or "mle"
     "id_fraction": 0.9,  # share of smallest mu kept by the TwoNN fit
     "entropy_alpha": 1.0,  # Rényi order of dataset and prompt entropy
+    "entropy_variant": "exact",  # "exact" (Gram spectrum) or "skean" (Gram entries clamped at 0 first)
     "entropy_normalize": True,  # divide entropies by log(min(n, d))
     "anisotropy_n_pairs": 10_000,  # random row pairs for the mean cosine
     "device": None,  # torch device; None = CUDA when present (not part of the cache key)
 }
+# Options added after GEOMETRY_VERSION 1: in the cache key only when not at their default, so the
+# results stored before them (which used those defaults) keep their keys and are read back.
+_KEYED_WHEN_SET = ("curvature_degenerate", "entropy_variant")
 
 codec.register_legacy(GeometryResult, read_legacy_result)
 
@@ -69,6 +81,9 @@ def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise LayerscopeError(f"unknown geometry options {unknown}; allowed: {', '.join(DEFAULT_OPTIONS)}")
     filled = {**DEFAULT_OPTIONS, **options}
     check_choice("curvature_variant", filled["curvature_variant"], CURVATURE_VARIANTS)
+    check_degenerate(filled["curvature_variant"], filled["curvature_degenerate"],
+                     names=("curvature_variant", "curvature_degenerate"))
+    check_entropy_variant("entropy_variant", filled["entropy_variant"])
     check_choice("id_method", filled["id_method"], ID_METHODS)
     filled["id_fraction"] = check_fraction("id_fraction", filled["id_fraction"])
     filled["entropy_alpha"] = check_alpha(filled["entropy_alpha"])
@@ -100,8 +115,9 @@ def geometry_by_layer(
     Per-token metrics (curvature, prompt_entropy) need pooling="tokens"; otherwise they are
     NaN with a reason. On a tokens run the dataset-level metrics use the mean of each
     input's tokens. Intrinsic dimension uses at most `max_points` inputs, drawn with `seed`
-    (the same inputs at every layer). Options (defaults in DEFAULT_OPTIONS): curvature_variant,
-    id_method, id_fraction, entropy_alpha, entropy_normalize, anisotropy_n_pairs, device.
+    (the same inputs at every layer), duplicates removed and counted (`n_duplicates`).
+    Options (defaults in DEFAULT_OPTIONS): curvature_variant, curvature_degenerate, id_method,
+    id_fraction, entropy_alpha, entropy_variant, entropy_normalize, anisotropy_n_pairs, device.
     With `store` (needs an Activations run) results are cached under kind "geometry".
     progress(done, total, message) is called after each layer x metric.
     """
@@ -120,14 +136,16 @@ def geometry_by_layer(
         "layers": list(layer_names),
         "pooling": acts.pooling if is_run else "pooled arrays",
         "metrics": list(metric_names),
-        **{k: v for k, v in opts.items() if k != "device"},
+        **{k: v for k, v in opts.items()
+           if k != "device" and (k not in _KEYED_WHEN_SET or v != DEFAULT_OPTIONS[k])},
         "seed": seed,
         "max_points": max_points,
         "version": GEOMETRY_VERSION,
     }
+    recorded = {**params, **{k: opts[k] for k in _KEYED_WHEN_SET}}  # the result names every convention
 
     def compute() -> GeometryResult:
-        return _compute_geometry(acts, layer_names, metric_names, opts, seed, max_points, params, progress)
+        return _compute_geometry(acts, layer_names, metric_names, opts, seed, max_points, recorded, progress)
 
     if store is None:
         return compute()
@@ -155,7 +173,8 @@ def _skip_reason(n_skipped: int, n_inputs: int, n_short: int, min_tokens: int, o
         return None
     parts = []
     if n_short:
-        parts.append(f"{n_short} with fewer than {min_tokens} tokens")
+        parts.append(f"{n_short} with fewer than {min_tokens} tokens" if min_tokens > 1
+                     else f"{n_short} without tokens")
     if n_skipped - n_short:
         parts.append(f"{n_skipped - n_short} with {other}")
     head = "all inputs skipped" if n_skipped == n_inputs else f"{n_skipped} of {n_inputs} inputs skipped"
@@ -168,11 +187,13 @@ def _per_input_values(
     """(n_inputs,) values of a per-input metric (NaN = skipped) and why inputs were skipped."""
     lengths = np.diff(offsets)
     if metric == "curvature":
-        values, skipped = curvature_per_input(X, offsets, variant=opts["curvature_variant"], device=device)
-        return values, _skip_reason(skipped, len(values), int((lengths < 3).sum()), 3,
+        values, skipped = curvature_per_input(X, offsets, variant=opts["curvature_variant"],
+                                              degenerate=opts["curvature_degenerate"], device=device)
+        min_tokens = 1 if opts["curvature_degenerate"] == "zero" else 3  # "zero": short inputs count as 0
+        return values, _skip_reason(skipped, len(values), int((lengths < min_tokens).sum()), min_tokens,
                                     "only zero-length steps (identical consecutive tokens)")
-    values = prompt_entropy(X, offsets, alpha=opts["entropy_alpha"], normalize=opts["entropy_normalize"],
-                            device=device)
+    values = prompt_entropy(X, offsets, alpha=opts["entropy_alpha"], variant=opts["entropy_variant"],
+                            normalize=opts["entropy_normalize"], device=device)
     return values, _skip_reason(int(np.isnan(values).sum()), len(values), int((lengths < 2).sum()), 2,
                                 "all tokens identical")
 
@@ -209,11 +230,12 @@ class _PooledLayer:
 
 def _dataset_values(
     metric: str, layer: _PooledLayer, opts: dict[str, Any], seed: int, max_points: int, id_points: list[int],
-    device: torch.device,
+    duplicates: np.ndarray, layer_index: int, device: torch.device,
 ) -> dict[str, Callable[[], float]]:
     """Dataset-level value(s) of `metric` at one layer, by result metric name, computed when called.
 
     Reading the layer (and its spectrum) raises here, for every result name of the metric at once.
+    Intrinsic dimension records the duplicate points it removes in duplicates[layer_index].
     """
     vectors = layer.vectors
     if metric == "intrinsic_dimension":
@@ -221,10 +243,11 @@ def _dataset_values(
         if len(vectors) > max_points:  # the same inputs at every layer: the seed fixes them
             rows = vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), max_points, replace=False))]
         id_points.append(len(rows))
+        duplicates[layer_index] = distinct_rows(rows)[1]  # counted here; the fit removes them again (cheap)
         return {metric: lambda: intrinsic_dimension(rows, opts["id_method"], fraction=opts["id_fraction"],
                                                     device=device)}
     if metric == "dataset_entropy":
-        return {metric: lambda: matrix_entropy(vectors, alpha=opts["entropy_alpha"],
+        return {metric: lambda: matrix_entropy(vectors, alpha=opts["entropy_alpha"], variant=opts["entropy_variant"],
                                                normalize=opts["entropy_normalize"], device=device)}
     eig = layer.spectrum
     if metric == "effective_rank":
@@ -256,6 +279,7 @@ def _compute_geometry(
     n_skipped = {m: np.zeros(n_layers, dtype=np.int64) for m in out_names}
     layer_reasons: dict[str, list[str | None]] = {m: [None] * n_layers for m in out_names}
     id_points: list[int] = []
+    duplicates = np.zeros(n_layers, dtype=np.int64)
     total, done = n_layers * len(metric_names), 0
 
     for li, layer in enumerate(layer_names):
@@ -273,7 +297,8 @@ def _compute_geometry(
                         mean[metric][li] = float(np.nanmean(values))
                         q25[metric][li], q75[metric][li] = np.nanpercentile(values, [25, 75])
                 else:
-                    values_by_name = _dataset_values(metric, pooled, opts, seed, max_points, id_points, device)
+                    values_by_name = _dataset_values(metric, pooled, opts, seed, max_points, id_points, duplicates,
+                                                     li, device)
                     for name, compute_value in values_by_name.items():
                         try:
                             mean[name][li] = compute_value()
@@ -300,4 +325,5 @@ def _compute_geometry(
         reasons={m: _summarise_layer_reasons(layer_names, layer_reasons[m]) for m in out_names},
         layer_reasons={m: tuple(r) for m, r in layer_reasons.items()},
         params={**params, "id_points_used": id_points, "device": str(device)},
+        n_duplicates=duplicates if "intrinsic_dimension" in metric_names else None,
     )

@@ -9,7 +9,7 @@ import torch
 
 from core.analysis.arrays import as_matrix
 from core.analysis.geometry import _rows
-from core.analysis.geometry.spectrum import check_alpha, clean_spectrum, renyi_entropy
+from core.analysis.geometry.spectrum import check_alpha, check_entropy_variant, clean_spectrum, renyi_entropy
 from core.device import pick_device
 
 
@@ -18,6 +18,7 @@ def prompt_entropy(
     offsets: Any,
     *,
     alpha: float = 1.0,
+    variant: str = "exact",
     normalize: bool = True,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
@@ -25,9 +26,11 @@ def prompt_entropy(
 
     X_tokens: (n_tokens, d); offsets: (n_inputs + 1,). Returns (n_inputs,); normalised by
     log(min(T_i, d)). NaN for inputs with fewer than 2 distinct tokens (undefined).
+    variant: "exact" or "skean", as in `matrix_entropy` (each input's own Gram side).
     Inputs are batched by length (zero padding adds only zero eigenvalues).
     """
     alpha = check_alpha(alpha)
+    clamp = check_entropy_variant("variant", variant) == "skean"
     X = as_matrix(X_tokens, "X_tokens")
     offsets = _rows.check_offsets(offsets, len(X))
     d = X.shape[1]
@@ -42,7 +45,9 @@ def prompt_entropy(
         pos = 0
         while pos < len(order):  # a batch of inputs of similar length that fits the chunk budget
             end = pos + 1
-            while end < len(order) and (end - pos + 1) * lens[order[end]] * d * 8 <= _rows.CHUNK_BYTES:
+            tall = lens[order[pos]] > d  # one Gram side per batch: "skean" clamps on the input's own side
+            while (end < len(order) and (end - pos + 1) * lens[order[end]] * d * 8 <= _rows.CHUNK_BYTES
+                   and (lens[order[end]] > d) == tall):
                 end += 1
             group = order[pos:end]
             pos = end
@@ -55,6 +60,8 @@ def prompt_entropy(
                     block = rows[starts[i] : starts[i] + lens[i]]
                     Z[b, : lens[i]] = _rows.prepare_rows(block, _rows.exact_mean(block), unit_rows=True)
             gram = Z @ Z.mT if width <= d else Z.mT @ Z  # (batch, m, m), m = min(width, d)
+            if clamp:
+                gram = gram.clamp(min=0.0)
             eig = clean_spectrum(torch.linalg.eigvalsh(gram).cpu().numpy())
             entropy = renyi_entropy(eig, alpha)
             if normalize:

@@ -1,6 +1,6 @@
 """Intrinsic dimension by TwoNN (Facco et al. 2017), as dadapy ``compute_id_2NN``
-(duplicates removed, lowest 90% of mu, least squares through the origin), or its
-maximum-likelihood form.
+(lowest 90% of mu, least squares through the origin), or its maximum-likelihood form.
+Duplicate points are removed first (dadapy keeps them); `distinct_rows` counts them.
 
 Nearest-neighbour candidates are found in float32 (fast, GPU-friendly) and their
 distances recomputed exactly in float64.
@@ -80,12 +80,23 @@ def check_fraction(name: str, fraction: Any) -> float:
     return check_number(name, fraction, low=0, high=1, low_open=True, high_open=True)
 
 
+def distinct_rows(X: Any) -> tuple[np.ndarray, int]:
+    """(distinct rows of X (m, d) as float64, number of duplicate rows removed: n - m).
+
+    TwoNN needs r1 > 0: a point with an exact copy has r1 = 0 and mu = inf (dadapy keeps
+    duplicates, and its fit fails once they are common).
+    """
+    array = as_matrix(X)
+    points = np.unique(as_float64(array, "X", _rows.WHAT), axis=0)
+    return points, len(array) - len(points)
+
+
 def intrinsic_dimension(
     X: Any, method: str = "twonn", *, fraction: float = 0.9, device: str | torch.device | None = None
 ) -> float:
     """TwoNN intrinsic dimension (Facco et al. 2017) of the rows of X.
 
-    X: (n, d). Duplicate rows are removed first (dadapy); mu_i = r2 / r1 with exact
+    X: (n, d). Duplicate rows are removed first (`distinct_rows`); mu_i = r2 / r1 with exact
     Euclidean kNN. method="twonn": least-squares slope through the origin of
     -log(1 - i/N) against the sorted log(mu_i), keeping the lowest `fraction` of mu
     (dadapy `compute_id_2NN`, skdim `TwoNN(discard_fraction=1 - fraction)`).
@@ -97,7 +108,7 @@ def intrinsic_dimension(
     method = check_choice("method", method, ID_METHODS)
     fraction = check_fraction("fraction", fraction)
     array = as_matrix(X)
-    points = np.unique(as_float64(array, "X", _rows.WHAT), axis=0)
+    points, _ = distinct_rows(array)
     if len(points) < MIN_ID_POINTS:
         detail = "all rows are identical" if len(points) == 1 else f"only {len(points)} are distinct"
         raise LayerscopeError(

@@ -58,6 +58,9 @@ class GeometryResult:
     reasons: dict[str, str | None]  # metric -> why some values are NaN or inputs skipped; None if none
     layer_reasons: dict[str, tuple[str | None, ...]]  # metric -> per-layer reason (None where fine)
     params: dict[str, Any]  # run, pooling, options, seed, max_points, ID subsample, version
+    # (n_layers,) int: duplicate points removed before the intrinsic-dimension fit; None when
+    # intrinsic_dimension was not computed, or in results stored before the count was kept
+    n_duplicates: np.ndarray | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """pandas DataFrame in long form: layer, metric, value, q25, q75 (one row per layer x metric)."""

@@ -2,7 +2,9 @@
 effective rank and anisotropy.
 
 * matrix entropy: Rényi alpha-entropy of the trace-normalised Gram matrix of centred,
-  unit-norm rows (repitl ``matrixAlphaEntropy``), normalised by log(min(n, d)).
+  unit-norm rows (repitl ``matrixAlphaEntropy``), normalised by log(min(n, d)). Variant
+  "exact" (default) uses the Gram spectrum as it is; "skean" clamps the Gram matrix's
+  entries at 0 first, as OFSkean/information_flow ``compute_entropy`` does.
 * effective rank (Roy & Vetterli 2007) and anisotropy (Ethayarajh 2019 mean cosine;
   top-eigenvalue share of the covariance).
 
@@ -21,14 +23,20 @@ from core.analysis.arrays import as_float64, as_matrix
 from core.analysis.geometry import _rows
 from core.device import pick_device
 from core.errors import LayerscopeError
-from core.validation import check_int, check_number
+from core.validation import check_choice, check_int, check_number
+
+ENTROPY_VARIANTS = ("exact", "skean")
 
 
-def gram_spectrum(X: np.ndarray, *, unit_rows: bool, device: torch.device, name: str = "X") -> np.ndarray:
+def gram_spectrum(
+    X: np.ndarray, *, unit_rows: bool, device: torch.device, name: str = "X", clamp: bool = False
+) -> np.ndarray:
     """Eigenvalues (m,) >= 0 of the Gram matrix of the centred (optionally unit-norm) rows of X (n, d).
 
-    Uses Z Z^T (n x n) or Z^T Z (d x d), whichever is smaller: same non-zero spectrum.
-    Eigenvalues below m * eps * max are round-off of the float64 Gram and set to 0.
+    Uses Z Z^T (n x n) when n <= d, else Z^T Z (d x d): same non-zero spectrum. With `clamp`,
+    negative entries of that Gram matrix are set to 0 before the eigendecomposition (the
+    "skean" entropy; the spectrum then depends on the side). Negative eigenvalues are dropped
+    and those below m * eps * max are round-off of the float64 Gram, set to 0.
     """
     n, d = X.shape
     if n == 0 or d == 0:
@@ -43,6 +51,8 @@ def gram_spectrum(X: np.ndarray, *, unit_rows: bool, device: torch.device, name:
         for start, stop in _rows.row_chunks(n, d):
             Zc = _rows.prepare_rows(_rows.load_rows(X, start, stop, device, name), mean, unit_rows)
             gram += Zc.T @ Zc  # (d, d)
+    if clamp:
+        gram = gram.clamp(min=0.0)
     return clean_spectrum(torch.linalg.eigvalsh(gram).cpu().numpy())
 
 
@@ -77,22 +87,36 @@ def check_alpha(alpha: Any) -> float:
     return check_number("alpha", alpha, low=0, low_open=True)
 
 
+def check_entropy_variant(name: str, variant: Any) -> str:
+    """The matrix-entropy convention: "exact" or "skean" (Gram entries clamped at 0)."""
+    return check_choice(name, variant, ENTROPY_VARIANTS)
+
+
 def matrix_entropy(
-    X: Any, *, alpha: float = 1.0, normalize: bool = True, device: str | torch.device | None = None
+    X: Any,
+    *,
+    alpha: float = 1.0,
+    variant: str = "exact",
+    normalize: bool = True,
+    device: str | torch.device | None = None,
 ) -> float:
     """Rényi alpha matrix entropy of the rows of X (Skean et al.; repitl matrixAlphaEntropy).
 
-    X: (n, d). Centre, unit-normalise rows, Gram on the smaller side, divide by its trace;
-    H = log(sum lambda^alpha) / (1 - alpha), Shannon at alpha = 1. With `normalize`, divided
-    by log(min(n, d)) so it lies in [0, 1]. Rows equal to the mean contribute nothing.
-    Raises LayerscopeError for constant activations (all rows identical).
+    X: (n, d). Centre, unit-normalise rows, Gram on the smaller side (d x d when n > d, else
+    n x n), divide by its trace; H = log(sum lambda^alpha) / (1 - alpha) over the eigenvalues
+    > 0, Shannon at alpha = 1. With `normalize`, divided by log(min(n, d)) so it lies in [0, 1].
+    variant="exact" (default): the spectrum of the Gram matrix itself, the same on either side.
+    variant="skean": its negative entries are clamped to 0 before the eigendecomposition, as
+    OFSkean/information_flow `compute_entropy` does (``torch.clamp(cov, min=0)``).
+    Rows equal to the mean contribute nothing. Raises LayerscopeError for constant activations.
     """
     alpha = check_alpha(alpha)
+    variant = check_entropy_variant("variant", variant)
     array = as_matrix(X)
     n, d = array.shape
     if normalize and min(n, d) < 2:
         raise LayerscopeError(f"normalised matrix entropy needs at least 2 rows and 2 features; X has shape {(n, d)}")
-    eig = gram_spectrum(array, unit_rows=True, device=pick_device(device))
+    eig = gram_spectrum(array, unit_rows=True, device=pick_device(device), clamp=variant == "skean")
     if eig.sum() == 0:
         raise LayerscopeError(
             f"matrix entropy is undefined: all {n} rows of X are identical (constant activations), "

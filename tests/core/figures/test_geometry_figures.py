@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,8 +16,10 @@ from core.figures.geometry import (
     geometry_curves,
     kl_curve,
     lens_heatmap,
+    metric_variant,
     trajectory_figure,
 )
+from core.recipes.geometry import duplicates_note, geometry_table
 
 
 def _result(n_layers: int, *, curvature_rad: float = math.pi / 2, variant: str = "signed", nan_at=()) -> GeometryResult:
@@ -83,6 +86,32 @@ def test_geometry_curves__dataset_metric_has_no_band_and_keeps_units():
     assert _lines(fig)[0].name == "m · TwoNN, lowest 90% of μ"
     np.testing.assert_allclose(_lines(fig)[0].y, np.linspace(5, 10, 5))
     assert fig.layout.yaxis.title.text == "intrinsic dimension (dimensions)"
+
+
+def test_metric_variant__names_the_reference_conventions_in_the_legend():
+    entropy = replace(_result(4), metrics=("dataset_entropy",), mean={"dataset_entropy": np.linspace(0.2, 0.6, 4)},
+                      q25={"dataset_entropy": np.full(4, np.nan)}, q75={"dataset_entropy": np.full(4, np.nan)},
+                      params={"entropy_alpha": 1.0, "entropy_variant": "skean"})
+    stored_before = replace(entropy, params={"entropy_alpha": 2.0})  # predates the option: the default, unnamed
+    assert metric_variant(entropy, "dataset_entropy") == "skean, α=1"
+    assert metric_variant(stored_before, "dataset_entropy") == "α=2"
+    fig = geometry_curves({"m": entropy, "m · α=2": stored_before}, "dataset_entropy")
+    assert [t.name for t in _lines(fig)] == ["m · skean, α=1", "m · α=2"]
+    zero = replace(_result(4, variant="abs"), params={"curvature_variant": "abs", "curvature_degenerate": "zero"})
+    assert metric_variant(zero, "curvature") == "abs (Skean), zero-length steps = 0"
+    assert metric_variant(_result(4, variant="abs"), "curvature") == "abs (Skean)"
+
+
+def test_geometry_table_and_note__duplicates_removed_before_the_id_fit():
+    counted = replace(_result(3), n_duplicates=np.array([0, 12, 0]))
+    results = {"m": counted, "old": _result(3)}  # "old": stored before duplicates were counted
+    table = geometry_table(results, "intrinsic_dimension")
+    assert table["duplicates removed"].iloc[:3].tolist() == [0, 12, 0]
+    assert table["duplicates removed"].iloc[3:].isna().all()
+    assert "duplicates removed" not in geometry_table(results, "curvature")
+    assert duplicates_note(results) == ("Duplicate points removed before the intrinsic-dimension fit (a copy is at "
+                                        "distance 0): m: 12 at layers.1.")
+    assert duplicates_note({"m": replace(counted, n_duplicates=np.zeros(3, int))}) is None
 
 
 def test_geometry_curves__nan_layers_stay_gaps():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.analysis.geometry import intrinsic_dimension
+from core.analysis.geometry import distinct_rows, geometry_by_layer, intrinsic_dimension
 from core.errors import LayerscopeError
 
 
@@ -52,3 +52,21 @@ def test_intrinsic_dimension__too_few_or_identical_points_raise(rng):
         intrinsic_dimension(rng.standard_normal((50, 8)), fraction=1.0)
     with pytest.raises(LayerscopeError, match="'pca'"):
         intrinsic_dimension(rng.standard_normal((50, 8)), "pca")
+
+
+def test_distinct_rows__counts_ten_percent_duplicates_and_id_is_that_of_the_distinct_set(rng):
+    X = rng.standard_normal((450, 4)) @ rng.standard_normal((4, 32))
+    copies = X[rng.choice(450, 50, replace=False)]  # 50 of 500 points (10%) repeat another point
+    repeated = rng.permutation(np.concatenate([X, copies]))
+    points, removed = distinct_rows(repeated)
+    assert removed == 50 and points.shape == (450, 32)
+    assert intrinsic_dimension(repeated) == pytest.approx(intrinsic_dimension(X), rel=1e-12)
+
+
+def test_geometry_by_layer__reports_duplicates_removed_per_layer(rng):
+    X = rng.standard_normal((450, 4)) @ rng.standard_normal((4, 32))
+    layers = {"distinct": X[:400], "copies": np.concatenate([X[:360], X[:40]])}  # 10% duplicates
+    result = geometry_by_layer(layers, ["intrinsic_dimension", "effective_rank"])
+    assert result.n_duplicates.tolist() == [0, 40]
+    assert result.mean["intrinsic_dimension"][1] == pytest.approx(intrinsic_dimension(X[:360]), rel=1e-12)
+    assert geometry_by_layer(layers, ["effective_rank"]).n_duplicates is None  # not computed: not counted
