@@ -109,8 +109,9 @@ def compute_stats(key: str, progress: Progress | None = None) -> FeatureStats:
     return ft.feature_stats_cached(entry, cached_sae.run_of(entry), cached.store(), progress=progress)
 
 
-def compute_matching(a: str, b: str, progress: Progress | None = None) -> FeatureMatching:
-    """Pair the latents of SAEs `a` and `b` over their shared inputs; into the store."""
+def compute_matching(a: str, b: str, variant: str = ft.DEFAULT_MATCHING_VARIANT,
+                     progress: Progress | None = None) -> FeatureMatching:
+    """Pair the latents of SAEs `a` and `b` over their shared inputs (`variant`'s conventions); into the store."""
     ea, eb = cached_sae.open_sae(a), cached_sae.open_sae(b)
     return ft.match_features_cached(ea, eb, cached_sae.run_of(ea), cached_sae.run_of(eb), cached.store(),
-                                    progress=progress)
+                                    variant=variant, progress=progress)

@@ -114,13 +114,13 @@ def top_tokens(key: str, n: int = 5) -> list[str]:
 
 
 # ----- matching ------------------------------------------------------------------------------------
-def matching_ready(a: str, b: str) -> bool:
-    """The matching of SAEs `a` and `b` is in the store."""
-    return ft.stored_matching(open_sae(a), open_sae(b), cached.store()) is not None
+def matching_ready(a: str, b: str, variant: str = ft.DEFAULT_MATCHING_VARIANT) -> bool:
+    """The matching of SAEs `a` and `b` (under `variant`'s conventions) is in the store."""
+    return ft.stored_matching(open_sae(a), open_sae(b), cached.store(), variant=variant) is not None
 
 
 @st.cache_data(show_spinner="Reading the matching...", max_entries=16)
-def matching(a: str, b: str) -> FeatureMatching:
+def matching(a: str, b: str, variant: str = ft.DEFAULT_MATCHING_VARIANT) -> FeatureMatching:
     """The stored matching of SAEs `a` and `b` (call once matching_ready)."""
     ea, eb = open_sae(a), open_sae(b)
-    return ft.match_features_cached(ea, eb, run_of(ea), run_of(eb), cached.store())
+    return ft.match_features_cached(ea, eb, run_of(ea), run_of(eb), cached.store(), variant=variant)

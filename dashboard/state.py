@@ -75,7 +75,8 @@ class Explorer:
 
 
 class Probes:
-    COMPUTED = "probes_requested"  # set of (run key, label columns) probed in this session
+    COMPUTED = "probes_requested"  # set of (run key, label columns, control) probed in this session
+    CONTROL = "probes_control"  # the control picked in the sidebar ("task" or "shuffled")
     chart = _per_item("probe")  # a label column's probe curve
     layer = _per_item("open")  # its layer picker
     open_layer = _per_item("go")  # its "Open in explorer" button
@@ -160,6 +161,7 @@ class Gallery:
 class Matching:
     A = "match_a"
     B = "match_b"
+    VARIANT = "match_variant"
     PAIR = "match_pair"
     HISTOGRAM = "match_histogram"
 

@@ -236,28 +236,40 @@ def logit_effects_recipe(context: Context, runs, *, sae: str, feature: int, n: i
 
 # ----- two SAEs ---------------------------------------------------------------------------------
 @register("sae_feature_matching", page="views/sae_match.py")
-def matching_recipe(context: Context, runs, *, saes: Sequence[str], title: str | None = None) -> BuiltFigure:
-    """The Feature matching page's paired correlations of SAE B's latents with SAE A's, against random pairs."""
-    from core.analysis.features import match_features_cached
+def matching_recipe(context: Context, runs, *, saes: Sequence[str], variant: str = "layerscope",
+                    title: str | None = None) -> BuiltFigure:
+    """The Feature matching page's paired correlations of SAE B's latents with SAE A's, against random pairs.
+
+    variant: the matching conventions, "layerscope" or "lan2024" (Lan et al. 2024's code).
+    """
+    from core.analysis.features import MATCHING_VARIANTS, match_features_cached
     from core.figures.sae import matching_figure
 
     if len(saes) != 2:
         raise LayerscopeError(f"saes={list(saes)!r} must name two SAEs (A and B)")
+    variant = check_choice("variant", variant, tuple(MATCHING_VARIANTS))
     a, b = _entries(context, "sae_feature_matching", runs, saes)
 
     def compute() -> FeatureMatching:
-        return match_features_cached(a, b, context.run(a.run_key), context.run(b.run_key), context.store)
+        return match_features_cached(a, b, context.run(a.run_key), context.run(b.run_key), context.store,
+                                     variant=variant)
 
-    result = context.cached(("sae_matching", a.key, b.key, _version(context, a.key), _version(context, b.key)),
-                            compute)
+    result = context.cached(("sae_matching", a.key, b.key, _version(context, a.key), _version(context, b.key),
+                             variant), compute)
+    if title is None and variant != "layerscope":
+        title = f"Paired feature correlations ({result.level}, n={result.n_rows:,}) · {variant}"
     fig = matching_figure(result, title=title)
     table = pd.DataFrame({"feature_b": np.arange(len(result.partner)), "feature_a": result.partner,
                           "correlation": result.correlation, "random_correlation": result.random_correlation})
     caption = (f"Each latent of {b.label} paired with its most correlated latent of {a.label} over "
                f"{result.n_rows:,} {result.level}: mean r {result.mean_paired:.3f}, random pairs "
-               f"{result.mean_random:.3f}.")
-    analysis = {"metric": "Pearson r of paired activations", "variant": "best partner in A per latent of B "
-                "(Lan et al. 2024), against random pairings", "parameters": result.params,
-                "seeds": {"random_pairings": result.params.get("seed", 0)},
+               f"{result.mean_random:.3f}. Conventions: {variant} ({MATCHING_VARIANTS[variant]}).")
+    metric = ("Pearson r of paired activations" if variant == "layerscope"
+              else "r of paired activations (z-scores with ddof=1, product over n)")
+    analysis = {"metric": metric,
+                "variant": f"{variant}: best partner in A per latent of B (Lan et al. 2024), "
+                           f"{MATCHING_VARIANTS[variant]}",
+                "parameters": result.params, "seeds": {"random_pairings": result.params.get("seed", 0)},
                 "sae": {"a": _sae_info(a), "b": _sae_info(b)}}
-    return BuiltFigure(fig, table, analysis, caption, "sae-feature-matching", result=result)
+    stem = "sae-feature-matching" if variant == "layerscope" else f"sae-feature-matching-{variant}"
+    return BuiltFigure(fig, table, analysis, caption, stem, result=result)

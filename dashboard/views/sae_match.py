@@ -3,6 +3,7 @@
 import numpy as np
 import streamlit as st
 
+from core.analysis.features import DEFAULT_MATCHING_VARIANT, MATCHING_VARIANTS
 from core.recipes.sae import sae_runs
 from dashboard import actions, cached_sae, state, widgets
 from dashboard.feature_card import render_feature_card
@@ -44,6 +45,13 @@ with st.sidebar:
                      key=state.Matching.A)
     b = st.selectbox("SAE B", keys, index=partner_default(a), format_func=lambda k: cached_sae.describe(by_key[k]),
                      key=state.Matching.B)
+    variants = list(MATCHING_VARIANTS)
+    variant = st.selectbox(
+        "Conventions", variants, index=variants.index(DEFAULT_MATCHING_VARIANT), key=state.Matching.VARIANT,
+        help="layerscope: Pearson r; latents that never fire are left out; random live partners. lan2024 "
+        "(wlg1/univ_feat_geom): z-scores with ddof=1, dead latents count as r = 0, only pairs above r = 0.1 "
+        "are compared, and the baseline shuffles the pairs. See docs/sae.md.",
+    )
 
 if a == b:
     st.warning("Pick two different SAEs: an SAE matched with itself pairs every latent with itself.",
@@ -57,7 +65,7 @@ if by_key[a].get("dataset_fingerprint") != by_key[b].get("dataset_fingerprint"):
     )
     st.stop()
 
-if not cached_sae.matching_ready(a, b):
+if not cached_sae.matching_ready(a, b, variant):
     st.caption("Encodes the same inputs with both SAEs, correlates every pair of latents and stores the result; "
                "the feature statistics of both SAEs (for the cards) are computed too if missing.")
     if not st.button("Match features", type="primary", icon=":material/play_arrow:"):
@@ -68,21 +76,22 @@ if not cached_sae.matching_ready(a, b):
             if not cached_sae.stats_ready(key):
                 step = bar.step(0, 1 / 3, lambda d, t, what, s=side: f"Statistics of {s}: {what}")
                 actions.compute_stats(key, progress=step)
-        actions.compute_matching(a, b, progress=bar.step(1 / 3, 2 / 3))
+        actions.compute_matching(a, b, variant, progress=bar.step(1 / 3, 2 / 3))
         bar.empty()
-    if not cached_sae.matching_ready(a, b):
+    if not cached_sae.matching_ready(a, b, variant):
         st.stop()
 
 with widgets.user_errors():
-    result = cached_sae.matching(a, b)
+    result = cached_sae.matching(a, b, variant)
     for key in (a, b):
         if not cached_sae.stats_ready(key):
             actions.compute_stats(key)
     stats_a, stats_b = cached_sae.stats(a), cached_sae.stats(b)
     c1, c2, c3, c4 = st.columns(4)
+    counted = ("every latent of B (dead ones at r = 0)" if variant == "lan2024" else "each live latent of B")
     c1.metric("Mean paired correlation", f"{result.mean_paired:.3f}",
               delta=f"{result.mean_paired - result.mean_random:+.3f} vs random", delta_color="normal",
-              help=f"Mean Pearson r of each live latent of B with its best partner in A; random pairings give "
+              help=f"Mean r of {counted} with its best partner in A; random pairings give "
               f"{result.mean_random:.3f} ± {result.random_std:.3f}.")
     for column, label, paired, random, what in (
         (c2, "SVCCA of paired decoders", result.svcca_paired, result.svcca_random,
@@ -95,13 +104,16 @@ with widgets.user_errors():
                       delta=f"{paired - random:+.3f} vs random" if defined else None, delta_color="normal",
                       help=f"{what}; randomly paired directions give {random:.3f}.")
     c4.metric("One-to-one pairs", f"{result.n_pairs:,}",
-              help=f"Live latents: {result.n_alive_a:,} in A, {result.n_alive_b:,} in B.")
+              help=f"Pairs whose decoder directions are compared (mean r {result.mean_pairs:.3f}). Live latents: "
+              f"{result.n_alive_a:,} in A, {result.n_alive_b:,} in B.")
     level = ("tokens (both models tokenise the inputs alike)" if result.level == "tokens"
              else "inputs (the tokenisers differ: each input's maximum activation is correlated)")
-    st.caption(f"Correlations over {result.n_rows:,} {level}.")
+    st.caption(f"Correlations over {result.n_rows:,} {level}. Conventions: {variant} "
+               f"({MATCHING_VARIANTS[variant]}).")
     for name, reason in result.reasons.items():
         st.caption(f"{name}: undefined — {reason}")
-    histogram = build("sae_feature_matching", sae_runs(cached_sae.open_sae(a), cached_sae.open_sae(b)), saes=[a, b])
+    histogram = build("sae_feature_matching", sae_runs(cached_sae.open_sae(a), cached_sae.open_sae(b)), saes=[a, b],
+                      variant=variant)
     show_built(histogram, key=state.Matching.HISTOGRAM, width="stretch")
 
     table = result.table(stats_a, stats_b).head(MAX_PAIRS_LISTED)

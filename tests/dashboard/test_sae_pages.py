@@ -174,3 +174,16 @@ def test_match__same_sae_twice_asks_for_two(app, tokens_workspace):
     at.sidebar.selectbox(key="match_b").set_value(at.sidebar.selectbox(key="match_a").value).run()
     assert not at.exception
     assert at.warning and "two different SAEs" in at.warning[0].value
+
+
+def test_match__lan2024_conventions_are_chosen_in_the_sidebar_and_named(app, tokens_workspace):
+    at = app("sae_match.py", tokens_workspace)
+    at.run()
+    assert at.sidebar.selectbox(key="match_variant").value == "layerscope"
+    at.sidebar.selectbox(key="match_variant").set_value("lan2024").run()
+    button(at, "Match features").click().run()  # a matching of its own, beside the default one
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    assert any(t.startswith("Paired feature correlations (tokens") and t.endswith("· lan2024") for t in titles), titles
+    assert any("Conventions: lan2024" in c.value for c in at.caption)

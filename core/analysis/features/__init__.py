@@ -24,14 +24,21 @@ from core.analysis.features.decoder_map import DecoderMap, decoder_map
 from core.analysis.features.examples import FeatureExample, feature_examples, readable_tokens
 from core.analysis.features.labels import MAX_CATEGORIES, LabelAssociation
 from core.analysis.features.logit_effects import LogitEffects, logit_effects
-from core.analysis.features.matching import FeatureMatching, match_features
+from core.analysis.features.matching import (
+    DEFAULT_MATCHING_VARIANT,
+    MATCHING_VARIANTS,
+    FeatureMatching,
+    match_features,
+)
 from core.analysis.features.search import search_features
 from core.analysis.features.stats import FEATURES_VERSION, HIST_EDGES, SORT_KEYS, FeatureStats, feature_stats
 from core.progress import Progress
 
 __all__ = [
+    "DEFAULT_MATCHING_VARIANT",
     "FEATURES_VERSION",
     "HIST_EDGES",
+    "MATCHING_VARIANTS",
     "MAX_CATEGORIES",
     "SORT_KEYS",
     "DecoderMap",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from core.analysis.features.logit_effects import LogitEffects, logit_effects
-from core.analysis.features.matching import FeatureMatching, match_features
+from core.analysis.features.matching import DEFAULT_MATCHING_VARIANT, FeatureMatching, match_features
 from core.analysis.features.stats import FEATURES_VERSION, FeatureStats, feature_stats
 from core.errors import LayerscopeError
 from core.progress import Progress
@@ -76,12 +76,14 @@ def logit_effects_cached(stored: StoredSAE, model: LoadedModel, store: Store, *,
 
 
 # ----- matching --------------------------------------------------------------------------------
-def matching_params(a: StoredSAE, b: StoredSAE, *, max_rows: int = 8192, n_random: int = 10,
-                    min_correlation: float = 0.0, seed: int = 0) -> dict[str, Any]:
+def matching_params(a: StoredSAE, b: StoredSAE, *, variant: str = DEFAULT_MATCHING_VARIANT, max_rows: int = 8192,
+                    n_random: int = 10, min_correlation: float = 0.0, seed: int = 0) -> dict[str, Any]:
     """The store parameters of a matching of two stored SAEs."""
-    return {"a": a.key, "b": b.key, "max_rows": max_rows, "n_random": n_random, "min_correlation": min_correlation,
-            "seed": seed, "exclude_first_token": a.exclude_first_token or b.exclude_first_token,
-            "version": FEATURES_VERSION}
+    # the default conventions are those of matchings stored before there was a choice: their key stays
+    chosen = {} if variant == DEFAULT_MATCHING_VARIANT else {"variant": variant}
+    return {"a": a.key, "b": b.key, **chosen, "max_rows": max_rows, "n_random": n_random,
+            "min_correlation": min_correlation, "seed": seed,
+            "exclude_first_token": a.exclude_first_token or b.exclude_first_token, "version": FEATURES_VERSION}
 
 
 def stored_matching(a: StoredSAE, b: StoredSAE, store: Store, **options: Any) -> FeatureMatching | None:
@@ -96,6 +98,7 @@ def match_features_cached(
     acts_b: Activations,
     store: Store,
     *,
+    variant: str = DEFAULT_MATCHING_VARIANT,
     max_rows: int = 8192,
     n_random: int = 10,
     min_correlation: float = 0.0,
@@ -104,10 +107,11 @@ def match_features_cached(
     progress: Progress | None = None,
 ) -> FeatureMatching:
     """match_features of two stored SAEs on their own runs, through the store."""
-    params = matching_params(a, b, max_rows=max_rows, n_random=n_random, min_correlation=min_correlation, seed=seed)
+    params = matching_params(a, b, variant=variant, max_rows=max_rows, n_random=n_random,
+                             min_correlation=min_correlation, seed=seed)
 
     def compute() -> FeatureMatching:
-        return match_features(a.sae, acts_a, a.layer, b.sae, acts_b, b.layer, keys=(a.key, b.key),
+        return match_features(a.sae, acts_a, a.layer, b.sae, acts_b, b.layer, keys=(a.key, b.key), variant=variant,
                               exclude_first_token=params["exclude_first_token"], max_rows=max_rows,
                               n_random=n_random, min_correlation=min_correlation, seed=seed, device=device,
                               progress=progress)

@@ -5,6 +5,23 @@ pairs every latent of B with its most-correlated latent of A. The mean paired co
 set against random pairings, then SVCCA and RSA compare the paired decoder directions against
 randomly paired ones. Tokens are aligned when both runs tokenised the inputs identically;
 otherwise each input's maximum activation is used.
+
+Two sets of conventions (``variant``):
+
+* ``"layerscope"`` (default): Pearson r (z-scores with the population std); latents that never
+  fire take no part (no partner, left out of the means); random pairings draw a live A latent
+  for each live B latent; one-to-one pairs: each A latent keeps its best-correlated B latent
+  among those with r >= min_correlation; random decoder pairs: random live latents of each side.
+* ``"lan2024"`` (wlg1/univ_feat_geom, run_pipeline/correlation_fns.py ``batched_correlation`` and
+  run_expm_fns.py ``run_expm`` with ``oneToOne_bool``): z-scores with the sample std (ddof=1,
+  + 1e-8) over n, so r <= (n - 1) / n; a latent that never fires has z = 0, hence r = 0 with
+  every latent, and counts as such (a dead A latent can be the best partner, a dead B latent
+  enters the mean at 0); one-to-one pairs: each A latent keeps the lowest-numbered B latent
+  naming it, then only pairs with r > 0.1 stay; random baselines shuffle the pairs
+  (get_rand_fns.py ``shuffle_rand``: B's paired rows permuted against A's). Two departures: a B
+  latent that never fires stays unpaired (their argmax pairs it with A latent 0 at r = 0, which
+  can take that A latent from a live B latent), and their keyword filter is not applied
+  (``run_expm`` undoes it as well: the ``else`` after its loop resets both lists).
 """
 
 from __future__ import annotations
@@ -24,11 +41,19 @@ from core.device import pick_device
 from core.errors import LayerscopeError
 from core.progress import Progress, report
 from core.runs import check_same_inputs
+from core.validation import check_choice
 
 if TYPE_CHECKING:
     from core.activations import Activations
 
 N_RANDOM_DIRECTION_DRAWS = 3  # random pairings of decoder directions for the SVCCA / RSA baselines
+MATCHING_VARIANTS = {  # name -> one line for menus and captions
+    "layerscope": "Pearson r of live latents; random live partners",
+    "lan2024": "Lan et al. 2024: ddof=1, dead latents at r = 0, pairs above r = 0.1, shuffled pairs as baseline",
+}
+DEFAULT_MATCHING_VARIANT = "layerscope"
+LAN_MIN_CORRELATION = 0.1  # run_expm keeps pairs with r > 0.1
+LAN_STD_EPS = 1e-8  # normalize_byChunks divides by std + 1e-8
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,9 +76,15 @@ class FeatureMatching:
     rsa_random: float
     n_alive_a: int
     n_alive_b: int
-    n_pairs: int  # one-to-one pairs with r >= min_correlation used for SVCCA and RSA
+    n_pairs: int  # one-to-one pairs used for SVCCA and RSA
     reasons: dict[str, str] = field(default_factory=dict)  # why a number is NaN
     params: dict[str, Any] = field(default_factory=dict)
+    mean_pairs: float = float("nan")  # mean r of those one-to-one pairs (Lan et al.'s mean_actv_corr_filt)
+
+    @property
+    def variant(self) -> str:
+        """The conventions the matching followed ("layerscope" for results stored before there were two)."""
+        return str(self.params.get("variant", DEFAULT_MATCHING_VARIANT))
 
     def table(self, stats_a: FeatureStats | None = None, stats_b: FeatureStats | None = None):
         """pandas DataFrame of paired latents, best correlated first."""
@@ -70,12 +101,20 @@ class FeatureMatching:
         return frame
 
 
-def _zscore(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns z-scored (population std); constant columns become 0. Returns (Z, alive mask)."""
+def _zscore(M: torch.Tensor, variant: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns z-scored (layerscope: population std; lan2024: sample std + 1e-8); constant columns become 0.
+
+    Returns (Z, alive mask). Z^T Z' / n is then Pearson r (layerscope) or Lan et al.'s r.
+    """
     mean = M.mean(0)
-    std = M.std(0, unbiased=False)
+    if variant == "lan2024":
+        std = M.std(0, unbiased=True)
+        scale = std + LAN_STD_EPS
+    else:
+        std = M.std(0, unbiased=False)
+        scale = std
     alive = std > 0
-    Z = torch.where(alive, (M - mean) / torch.where(alive, std, 1.0), 0.0)
+    Z = torch.where(alive, (M - mean) / torch.where(alive, scale, 1.0), 0.0)
     return Z, alive
 
 
@@ -103,6 +142,7 @@ def match_features(
     layer_b: str,
     *,
     keys: tuple[str, str] = ("A", "B"),
+    variant: str = DEFAULT_MATCHING_VARIANT,
     exclude_first_token: bool = True,
     max_rows: int = 8192,
     n_random: int = 10,
@@ -112,9 +152,15 @@ def match_features(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> FeatureMatching:
-    """Pair B's latents with A's by activation correlation over the same inputs (Lan et al. 2024)."""
+    """Pair B's latents with A's by activation correlation over the same inputs (Lan et al. 2024).
+
+    variant: "layerscope" or "lan2024" (the module docstring defines both). min_correlation is a
+    floor on the r of the one-to-one pairs in either variant (lan2024 also needs r > 0.1).
+    """
     from core.analysis.similarity import rsa, svcca
 
+    variant = check_choice("variant", variant, tuple(MATCHING_VARIANTS))
+    lan = variant == "lan2024"
     for acts, layer, sae, side in ((acts_a, layer_a, sae_a, "A"), (acts_b, layer_b, sae_b, "B")):
         check_tokens_run(acts, layer)
         if acts.dim(layer) != sae.d_in:
@@ -142,65 +188,91 @@ def match_features(
     n = A.shape[0]
     if n < 3:
         raise LayerscopeError(f"matching needs at least 3 {level}; got {n}")
-    Az, alive_a = _zscore(A)
-    Bz, alive_b = _zscore(B)
+    Az, alive_a = _zscore(A, variant)
+    Bz, alive_b = _zscore(B, variant)
     del A, B
     if not bool(alive_a.any()) or not bool(alive_b.any()):
         raise LayerscopeError("one SAE has no latent that fires on these inputs; nothing to match")
     report(progress, 2, 3, "correlating")
-    partner, best = _best_partners(Az, Bz, alive_a, alive_b)
-    live_a = torch.nonzero(alive_a).flatten().cpu().numpy()
-    live_b = torch.nonzero(alive_b).flatten()
-    Fb = Bz.shape[1]
-    random_means, first_draw = [], None
-    for _ in range(max(1, n_random)):
-        draw = torch.from_numpy(rng.choice(live_a, size=live_b.numel())).to(dev)
-        r = (Az[:, draw] * Bz[:, live_b]).sum(0) / n
-        random_means.append(float(r.mean()))
-        if first_draw is None:
-            first_draw = torch.full((Fb,), float("nan"), device=dev)
-            first_draw[live_b] = r
+    partner, best = _best_partners(Az, Bz, alive_a, alive_b, dead_a_count=lan)
     partner_np, best_np = partner.cpu().numpy(), best.cpu().numpy().astype(np.float64)
+    live_a = torch.nonzero(alive_a).flatten().cpu().numpy()
+    live_b = np.flatnonzero(partner_np >= 0)
+    if lan:
+        best_np[partner_np < 0] = 0.0  # a latent that never fires correlates with nothing: r = 0, and counts
+    random_means, first_draw = _random_correlations(Az, Bz, partner_np, live_a, live_b, lan, n_random, rng)
 
-    # one-to-one pairs for the decoder-direction comparison: each A latent keeps its best B latent
-    reasons: dict[str, str] = {}
-    candidates = np.flatnonzero((partner_np >= 0) & (best_np >= min_correlation))
-    candidates = candidates[np.argsort(-best_np[candidates], kind="stable")]
-    _, first = np.unique(partner_np[candidates], return_index=True)
-    pairs_b = candidates[np.sort(first)]
+    # one-to-one pairs for the decoder-direction comparison
+    if lan:  # each A latent keeps the first B latent naming it, then pairs above r = 0.1
+        _, first = np.unique(partner_np[live_b], return_index=True)
+        pairs_b = live_b[np.sort(first)]
+        pairs_b = pairs_b[(best_np[pairs_b] > LAN_MIN_CORRELATION) & (best_np[pairs_b] >= min_correlation)]
+    else:  # each A latent keeps its best-correlated B latent
+        candidates = live_b[best_np[live_b] >= min_correlation]
+        candidates = candidates[np.argsort(-best_np[candidates], kind="stable")]
+        _, first = np.unique(partner_np[candidates], return_index=True)
+        pairs_b = candidates[np.sort(first)]
     if pairs_b.size > max_pairs:
         pairs_b = np.sort(rng.choice(pairs_b, size=max_pairs, replace=False))
+    reasons: dict[str, str] = {}
     W_a = sae_a.W_dec.detach().cpu().numpy().astype(np.float64)
     W_b = sae_b.W_dec.detach().cpu().numpy().astype(np.float64)
     X, Y = W_a[partner_np[pairs_b]], W_b[pairs_b]
     svcca_paired = _safe_metric(svcca, X, Y, "svcca", reasons)
     rsa_paired = _safe_metric(rsa, X, Y, "rsa", reasons)
     svcca_random, rsa_random = [], []
-    live_b_np = live_b.cpu().numpy()
     for _ in range(N_RANDOM_DIRECTION_DRAWS):
-        m = min(pairs_b.size, live_a.size, live_b_np.size)
-        ra = rng.choice(live_a, size=m, replace=False)
-        rb = rng.choice(live_b_np, size=m, replace=False)
-        svcca_random.append(_safe_metric(svcca, W_a[ra], W_b[rb], "svcca_random", reasons))
-        rsa_random.append(_safe_metric(rsa, W_a[ra], W_b[rb], "rsa_random", reasons))
+        if lan:  # shuffle_rand: B's paired rows permuted against A's
+            Xr, Yr = X, Y[rng.permutation(len(Y))]
+        else:
+            m = min(pairs_b.size, live_a.size, live_b.size)
+            Xr, Yr = W_a[rng.choice(live_a, size=m, replace=False)], W_b[rng.choice(live_b, size=m, replace=False)]
+        svcca_random.append(_safe_metric(svcca, Xr, Yr, "svcca_random", reasons))
+        rsa_random.append(_safe_metric(rsa, Xr, Yr, "rsa_random", reasons))
     report(progress, 3, 3, "done")
-    paired = best_np[partner_np >= 0]
+    counted = best_np if lan else best_np[live_b]  # lan2024 averages over every latent of B, dead ones at 0
     return FeatureMatching(
         sae_a=keys[0], sae_b=keys[1], level=level, n_rows=int(n), partner=partner_np.astype(np.int64),
-        correlation=best_np, random_correlation=first_draw.cpu().numpy().astype(np.float64),
-        mean_paired=float(paired.mean()) if paired.size else float("nan"),
+        correlation=best_np, random_correlation=first_draw,
+        mean_paired=float(counted.mean()) if counted.size else float("nan"),
         mean_random=float(np.mean(random_means)), random_std=float(np.std(random_means)),
         svcca_paired=svcca_paired, svcca_random=_nanmean_or_nan(svcca_random),
         rsa_paired=rsa_paired, rsa_random=_nanmean_or_nan(rsa_random),
         n_alive_a=int(alive_a.sum()), n_alive_b=int(alive_b.sum()), n_pairs=int(pairs_b.size), reasons=reasons,
-        params={"exclude_first_token": exclude_first_token, "max_rows": max_rows, "n_random": n_random,
-                "min_correlation": min_correlation, "max_pairs": max_pairs, "seed": seed, "version": FEATURES_VERSION},
+        params={"variant": variant, "exclude_first_token": exclude_first_token, "max_rows": max_rows,
+                "n_random": n_random, "min_correlation": min_correlation, "max_pairs": max_pairs, "seed": seed,
+                "version": FEATURES_VERSION},
+        mean_pairs=float(best_np[pairs_b].mean()) if pairs_b.size else float("nan"),
     )
 
 
-def _best_partners(Az: torch.Tensor, Bz: torch.Tensor, alive_a: torch.Tensor,
-                   alive_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Fb,) the most-correlated live A latent of each B latent (-1 where B's is dead) and that correlation."""
+def _random_correlations(Az: torch.Tensor, Bz: torch.Tensor, partner: np.ndarray, live_a: np.ndarray,
+                         live_b: np.ndarray, lan: bool, n_random: int,
+                         rng: np.random.Generator) -> tuple[list[float], np.ndarray]:
+    """Mean r of each random pairing and the (Fb,) r of the first one.
+
+    layerscope: each live B latent with a random live A latent, averaged over live B latents.
+    lan2024: the pairs shuffled (each live B latent with another one's partner), averaged over
+    every B latent with the dead ones at 0, as the paired mean is.
+    """
+    n, Fb = Bz.shape
+    cols_b = torch.from_numpy(live_b).to(Bz.device)
+    means, first = [], np.full(Fb, 0.0 if lan else np.nan)
+    for _ in range(max(1, n_random)):
+        draw = partner[live_b][rng.permutation(live_b.size)] if lan else rng.choice(live_a, size=live_b.size)
+        r = ((Az[:, torch.from_numpy(draw).to(Az.device)] * Bz[:, cols_b]).sum(0) / n).cpu().numpy()
+        means.append(float(r.sum() / Fb) if lan else float(r.mean()))
+        if len(means) == 1:
+            first[live_b] = r
+    return means, first.astype(np.float64)
+
+
+def _best_partners(Az: torch.Tensor, Bz: torch.Tensor, alive_a: torch.Tensor, alive_b: torch.Tensor, *,
+                   dead_a_count: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Fb,) the most-correlated A latent of each B latent (-1 where B's is dead) and that correlation.
+
+    Dead A latents are left out, or with `dead_a_count` take part at r = 0 (ties go to the lowest index).
+    """
     n, Fb = Bz.shape
     partner = torch.full((Fb,), -1, dtype=torch.long, device=Bz.device)
     best = torch.full((Fb,), float("nan"), device=Bz.device)
@@ -208,7 +280,10 @@ def _best_partners(Az: torch.Tensor, Bz: torch.Tensor, alive_a: torch.Tensor,
     dead_a = ~alive_a
     for start in range(0, Fb, block):
         corr = Az.T @ Bz[:, start : start + block] / n  # (Fa, block)
-        corr[dead_a] = -math.inf
+        if dead_a_count:
+            corr[dead_a] = 0.0
+        else:
+            corr[dead_a] = -math.inf
         value, index = corr.max(0)
         partner[start : start + block] = index
         best[start : start + block] = value

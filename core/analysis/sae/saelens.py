@@ -3,7 +3,11 @@
 Written in the SAELens 6 layout (flat ``d_in``/``d_sae``/``architecture``/``k`` plus a
 ``metadata`` dict; ``metadata.sae_lens_version`` >= 6 or SAELens takes its legacy path), with
 the pre-6 keys (``hook_name``, ``activation_fn_kwargs``...) alongside so older readers find
-them. Read: both layouts, every registered architecture. Weights are float32 on the CPU.
+them. ``hook_name`` is the layer's TransformerLens hook where it has one (hook_names.py), so
+that ``HookedSAETransformer.add_sae`` finds it; ``metadata.layerscope_module`` keeps the
+Hugging Face module path. Read: both layouts, every registered architecture, and TopK SAEs
+trained with ``rescale_acts_by_decoder_norm`` (decoder norms folded into the weights).
+Weights are float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import torch
 
 from core.analysis.sae.architectures import architecture_class, loadable_architectures
+from core.analysis.sae.hook_names import is_transformerlens_hook, saelens_hook_name
 from core.analysis.sae.model import SparseAutoencoder
 from core.analysis.sae.scaler import RUNTIME_NORMALIZATIONS
 from core.errors import LayerscopeError
@@ -28,11 +33,11 @@ logger = logging.getLogger(__name__)
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 SAELENS_FORMAT_VERSION = "6.0.0"  # the cfg.json layout written (SAELens reads >= 6 as its own layout)
+MODULE_KEY = "layerscope_module"  # metadata key holding the Hugging Face module path of the SAE's layer
 _METADATA_KEYS = ("model_name", "hook_name", "hook_head_index", "prepend_bos", "context_size", "dataset_path",
                   "model_from_pretrained_kwargs", "neuronpedia_id", "sae_lens_version", "sae_lens_training_version")
 # cfg.json settings Layerscope cannot reproduce: (key, value that is refused, what it means)
 _UNSUPPORTED = (
-    ("rescale_acts_by_decoder_norm", True, "TopK with decoder-norm rescaling"),
     ("finetuning_scaling_factor", True, "a fine-tuning scaling factor"),
     ("reshape_activations", "hook_z", "attention hook_z reshaping"),
 )
@@ -43,10 +48,22 @@ def _hook_layer(hook_name: str) -> int:
     return int(numbers[-1]) if numbers else 0
 
 
+def _layout_version(version: Any) -> str:
+    """The sae_lens_version to write: an imported SAE's own when it is >= 6 (the layout written), else 6.0.0."""
+    try:
+        return str(version) if int(str(version).split(".")[0]) >= 6 else SAELENS_FORMAT_VERSION
+    except ValueError:
+        return SAELENS_FORMAT_VERSION
+
+
 def saelens_config(sae: SparseAutoencoder) -> dict[str, Any]:
     """cfg.json for `sae`: SAELens 6 keys, with the pre-6 keys alongside for older readers."""
     info = sae.info
-    hook_name = str(info.get("hook_name", ""))
+    layer = str(info.get("hook_name") or "")
+    # a layer Layerscope names by module path is written under its TransformerLens hook; an SAE that
+    # came with a TransformerLens hook keeps it (and the module it was used on, when known)
+    module = info.get(MODULE_KEY) or (None if is_transformerlens_hook(layer) else layer or None)
+    hook_name = layer if is_transformerlens_hook(layer) else saelens_hook_name(layer)
     metadata = {
         "model_name": info.get("model_name"),
         "hook_name": hook_name,
@@ -56,9 +73,13 @@ def saelens_config(sae: SparseAutoencoder) -> dict[str, Any]:
         "dataset_path": info.get("dataset_path"),
         "model_from_pretrained_kwargs": {},
         "neuronpedia_id": None,
-        "sae_lens_version": SAELENS_FORMAT_VERSION,
-        "sae_lens_training_version": None,
+        "sae_lens_version": _layout_version(info.get("sae_lens_version")),
+        "sae_lens_training_version": info.get("sae_lens_training_version"),
+        MODULE_KEY: module,
     }
+    own = {key: value for key, value in info.items() if key not in metadata}
+    if info.get("sae_lens_version") and metadata["sae_lens_version"] != str(info["sae_lens_version"]):
+        own["source_sae_lens_version"] = info["sae_lens_version"]  # a pre-6 file's version, kept beside the layout's
     return {
         "architecture": sae.architecture,
         "d_in": sae.d_in,
@@ -75,7 +96,7 @@ def saelens_config(sae: SparseAutoencoder) -> dict[str, Any]:
         "finetuning_scaling_factor": False,
         "dataset_trust_remote_code": True,
         "seqpos_slice": [None],
-        "layerscope": {key: value for key, value in info.items() if key not in metadata},
+        "layerscope": own,
         **sae.arch.saelens_fields(),  # activation_fn (pre-6), k (topk)...
     }
 
@@ -101,7 +122,10 @@ def load_saelens(folder: str | os.PathLike) -> SparseAutoencoder:
     """Read an SAELens SAE folder (cfg.json + sae_weights.safetensors) on the CPU in float32.
 
     Accepts SAELens 6 and pre-6 cfg.json layouts and every registered architecture (standard,
-    topk, also written pre-6 as "standard" + activation_fn "topk", and jumprelu). Raises
+    topk, also written pre-6 as "standard" + activation_fn "topk", and jumprelu). A TopK SAE
+    with ``rescale_acts_by_decoder_norm`` has its decoder norms folded into the weights (exact:
+    the same latents and reconstructions as SAELens' TopKSAE). ``info`` holds the metadata,
+    with ``layerscope_module`` the module path of the layer where the file names it. Raises
     LayerscopeError for a missing or unreadable file, an unsupported architecture, or weights
     whose names or shapes do not match.
     """
@@ -124,6 +148,12 @@ def load_saelens(folder: str | os.PathLike) -> SparseAutoencoder:
     for key, bad, why in _UNSUPPORTED:
         if cfg.get(key) == bad:
             raise LayerscopeError(f"{cfg_path}: {key}={bad!r} ({why}) is not supported")
+    rescale = cfg.get("rescale_acts_by_decoder_norm", False)
+    if rescale not in (True, False, None):
+        raise LayerscopeError(f"{cfg_path}: rescale_acts_by_decoder_norm={rescale!r} must be true or false")
+    if rescale and architecture != "topk":
+        raise LayerscopeError(f"{cfg_path}: rescale_acts_by_decoder_norm=True is defined for topk SAEs only, "
+                              f"not for architecture={architecture!r}")
     normalize = _runtime_normalisation(cfg, cfg_path)
     sae = SparseAutoencoder(
         d_in, d_sae, architecture=architecture, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
@@ -133,8 +163,31 @@ def load_saelens(folder: str | os.PathLike) -> SparseAutoencoder:
     if "scaling_factor" in tensors and bool(torch.all(tensors["scaling_factor"] == 1)):
         del tensors["scaling_factor"]  # older SAELens wrote an all-ones scaling factor; it changes nothing
     _check_weights(sae, tensors, weights_path)
+    if rescale:
+        tensors = fold_decoder_norms(tensors, weights_path)
+        sae.info["folded_decoder_norms"] = True
     sae.load_state_dict({name: t.float() for name, t in tensors.items()})
     return sae.eval().requires_grad_(False)
+
+
+def fold_decoder_norms(tensors: dict[str, torch.Tensor],
+                       weights_path: Path | str = "weights") -> dict[str, torch.Tensor]:
+    """SAELens' TopK ``rescale_acts_by_decoder_norm`` folded into the weights, exactly.
+
+    SAELens' TopKSAE (sae_lens/saes/topk_sae.py) encodes with TopK((x' W_enc + b_enc) * |W_dec,i|)
+    and decodes with (f / |W_dec,i|) W_dec + b_dec. Scaling column i of W_enc and b_enc by
+    |W_dec,i| and dividing row i of W_dec by it gives the same latents and reconstructions with
+    plain TopK (its own `_fold_norm_topk`). Computed in float64; a zero decoder row is refused.
+    """
+    norms = tensors["W_dec"].double().norm(dim=1)  # (d_sae,)
+    if bool((norms == 0).any()):
+        raise LayerscopeError(f"{weights_path}: W_dec has {int((norms == 0).sum())} zero rows, which "
+                              "rescale_acts_by_decoder_norm divides by")
+    folded = dict(tensors)
+    folded["W_enc"] = (tensors["W_enc"].double() * norms).float()  # (d_in, d_sae)
+    folded["b_enc"] = (tensors["b_enc"].double() * norms).float()
+    folded["W_dec"] = (tensors["W_dec"].double() / norms[:, None]).float()  # (d_sae, d_in)
+    return folded
 
 
 def _read_cfg(folder: Path) -> dict[str, Any]:
@@ -168,14 +221,28 @@ def _runtime_normalisation(cfg: dict[str, Any], cfg_path: Path) -> str:
 
 
 def _info(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Where the SAE came from: metadata (SAELens 6) or top-level keys (pre-6), plus Layerscope's own."""
+    """Where the SAE came from: metadata (SAELens 6) or top-level keys (pre-6), plus Layerscope's own.
+
+    ``layerscope_module`` is the module path of the SAE's layer: ``metadata.layerscope_module``,
+    or the hook name itself where that is a module path (as Layerscope wrote it before it wrote
+    TransformerLens hooks); None for a TransformerLens hook alone (see `module_for_hook`).
+    """
     metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+
+    def read(key: str, default: Any = None) -> Any:
+        return metadata.get(key, cfg.get(key, default))
+
+    hook_name = read("hook_name", cfg.get("hook_point"))
+    module = metadata.get(MODULE_KEY) or (hook_name if hook_name and not is_transformerlens_hook(hook_name) else None)
     return {
-        "model_name": metadata.get("model_name", cfg.get("model_name")),
-        "hook_name": metadata.get("hook_name", cfg.get("hook_name", cfg.get("hook_point"))),
-        "context_size": metadata.get("context_size", cfg.get("context_size")),
-        "dataset_path": metadata.get("dataset_path", cfg.get("dataset_path")),
-        "prepend_bos": metadata.get("prepend_bos", cfg.get("prepend_bos", True)),
+        "model_name": read("model_name"),
+        "hook_name": hook_name,
+        MODULE_KEY: module,
+        "context_size": read("context_size"),
+        "dataset_path": read("dataset_path"),
+        "prepend_bos": read("prepend_bos", True),
+        "sae_lens_version": read("sae_lens_version"),
+        "sae_lens_training_version": read("sae_lens_training_version"),
         **(cfg.get("layerscope") or {}),
     }
 
