@@ -162,17 +162,20 @@ def matching_figure(result: FeatureMatching, *, title: str | None = None, public
     paired = result.correlation[np.isfinite(result.correlation)]
     random = result.random_correlation[np.isfinite(result.random_correlation)]
     bins = {"start": -1.0, "end": 1.0, "size": 0.04}
+    lan = result.variant == "lan2024"  # their baseline shuffles the pairs; their r uses the sample std
+    baseline = "shuffled pairs" if lan else "random pairing"
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=paired, xbins=bins, name="best-correlated pair", marker_color=color_for(0),
                                opacity=0.75, hovertemplate="r %{x}<br>%{y} latents<extra></extra>"))
-    fig.add_trace(go.Histogram(x=random, xbins=bins, name="random pairing", marker_color=MUTED, opacity=0.6,
+    fig.add_trace(go.Histogram(x=random, xbins=bins, name=baseline, marker_color=MUTED, opacity=0.6,
                                hovertemplate="r %{x}<br>%{y} latents<extra></extra>"))
     fig.add_vline(x=result.mean_paired, line={"color": color_for(0), "dash": "dash"},
                   annotation_text=f"mean {result.mean_paired:.3f}", annotation_position="top left")
     fig.add_vline(x=result.mean_random, line={"color": MUTED, "dash": "dot"},
-                  annotation_text=f"random {result.mean_random:.3f}", annotation_position="top right")
+                  annotation_text=f"{baseline} {result.mean_random:.3f}", annotation_position="top right")
     style_figure(fig, title=title or f"Paired feature correlations ({result.level}, n={result.n_rows:,})",
-                 x_title="Pearson r of the activations", y_title="features of B", publication=publication, height=320)
+                 x_title="r of the activations (Lan et al. 2024 conventions)" if lan else "Pearson r of the activations",
+                 y_title="features of B", publication=publication, height=320)
     fig.update_layout(barmode="overlay")
     return fig
 
