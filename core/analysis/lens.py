@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from core.errors import LayerscopeError
-from core.hooks import capture_layers, run_captured
+from core.hooks import capture_layers, run_captured, split_layer
 from core.models import LoadedModel
 from core.validation import check_int
 
 logger = logging.getLogger(__name__)
 
-LENS_VERSION = 1
+LENS_VERSION = 2
 # attribute names of the final norm on the base model (or its decoder), most common first
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
 
@@ -143,8 +143,8 @@ def logit_lens(
 ) -> LensResult:
     """Read every layer of a causal LM through its final norm and unembedding.
 
-    layers: "default"/None (input embedding + every block: the residual stream) or module
-        paths whose outputs are (batch, tokens, d_model).
+    layers: "default"/None (hidden_states[0] + every block: the residual stream), or layer
+        names (module paths, or "<module path>:input") whose tensors are (batch, tokens, d_model).
     top_k: tokens kept per layer and position.
     max_length: longer inputs are cut to this many tokens (default the model's; recorded).
     Returns a LensResult with (L, T, k) top tokens/probabilities and (L, T) KL to the output.
@@ -159,7 +159,7 @@ def logit_lens(
     layer_paths = model.resolve_layers(layers)
     norm_path, norm = find_final_norm(module)
     head_path, head = find_unembedding(module)
-    if head_path in layer_paths or norm_path in layer_paths:
+    if {head_path, norm_path} & {split_layer(path)[0] for path in layer_paths}:
         raise LayerscopeError(f"layers must be residual-stream layers, not the head itself ({head_path}, {norm_path})")
     max_length = check_int("max_length", max_length or model.max_length, low=1)  # None or 0: the model's own
     ids = model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]

@@ -7,7 +7,7 @@ request twice reads the store.
     feeders.py     tokenised text batches, or tensors from a model's own preprocess
     pooling.py     one vector per input from a layer's output (or every token)
     writer.py      preallocated .npy files filled row by row (flat memory)
-    core/hooks.py  the forward hooks that capture layer outputs (shared with SAE splicing)
+    core/hooks.py  the hooks that capture layer outputs and inputs (shared with SAE splicing)
 """
 
 from core.extract.extraction import extract, run_key

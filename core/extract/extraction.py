@@ -66,7 +66,8 @@ def extract(
 ) -> Activations:
     """Per-layer activations of `model` on `dataset`, from the store or computed now.
 
-    layers: "all" (embeddings + every block), or module paths.
+    layers: "all" (the residual stream: hidden_states[0] + every block), or layer names: module
+        paths (a module's output) or "<module path>:input" (what it receives).
     pooling: "mean" over real tokens, "first" (CLS), "last", "max", or
         "tokens" (every token's vector, with token strings and offsets).
     dtype: "float32" (default); "float16"/"bfloat16" autocast on a GPU.

@@ -11,7 +11,12 @@ from core.models import LoadedModel
 
 
 class TextFeeder:
-    """Pre-tokenised text inputs for a Hugging Face model; batches are right-padded."""
+    """Pre-tokenised text inputs for a Hugging Face model; batches are right-padded.
+
+    Right padding whatever the tokenizer's `padding_side`: real tokens come first, so a causal
+    model sees them at positions 0..n-1 exactly as when each input runs alone, and the pad id
+    (the tokenizer's, else its eos, else 0) only fills positions the attention mask hides.
+    """
 
     def __init__(self, model: LoadedModel, texts: list[str], max_length: int) -> None:
         tokenizer = model.tokenizer

@@ -30,7 +30,7 @@ from torch import nn
 
 from core.errors import LayerscopeError
 from core.validation import check_choice
-from core.models.layers import default_layers, hookable_layers, resolve_layers
+from core.models.layers import default_layers, hookable_layers, resolve_layers, text_default_layers
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class LoadedModel:
     description: str = ""
     max_length: int = 512
     extra: dict = field(default_factory=dict)
+    checked_layers: list[str] | None = None  # default layers checked by a forward pass at load (models.layers)
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, modality={self.modality!r}, weights={self.weights_hash[:12]})"
@@ -71,14 +72,15 @@ class LoadedModel:
         return next(self.module.parameters()).device
 
     def layer_names(self) -> list[str]:
-        """Every hookable module path."""
-        return hookable_layers(self.module)
+        """Every hookable module path, and the "<path>:input" layers of the default set."""
+        return hookable_layers(self.module, inputs=self.default_layers())
 
     def default_layers(self) -> list[str]:
-        return default_layers(self.module)
+        """The residual stream: hidden_states[0], then every block's output."""
+        return list(self.checked_layers) if self.checked_layers is not None else default_layers(self.module)
 
     def resolve_layers(self, layers) -> list[str]:
-        return resolve_layers(self.module, layers, model_name=self.name)
+        return resolve_layers(self.module, layers, model_name=self.name, defaults=self.default_layers())
 
 
 def load_model(
@@ -194,13 +196,16 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def hf_model_from(source, *, causal: bool, trust_remote_code: bool, **kwargs) -> nn.Module:
-    from transformers import AutoModel, AutoModelForCausalLM
+def hf_model_from(
+    source, *, causal: bool, trust_remote_code: bool, encoder_only: bool = False, **kwargs
+) -> nn.Module:
+    """A transformers model in float32: the causal LM, the text encoder of an encoder-decoder, or the base model."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTextEncoding
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
-    auto = AutoModelForCausalLM if causal else AutoModel
+    auto = AutoModelForTextEncoding if encoder_only else AutoModelForCausalLM if causal else AutoModel
     return auto.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=torch.float32, **kwargs)
 
 
@@ -209,6 +214,7 @@ def wrap_hf(name: str, model: nn.Module, tokenizer, description: str, weights_ha
     causal = model.__class__.__name__.endswith(("ForCausalLM", "LMHeadModel"))
     forward = getattr(model, "base_model", model) if causal else model
     max_positions = getattr(model.config, "max_position_embeddings", 512) or 512
+    checked = text_default_layers(model, forward, tokenizer, causal=causal)
     return LoadedModel(
         name=name,
         module=model,
@@ -219,12 +225,40 @@ def wrap_hf(name: str, model: nn.Module, tokenizer, description: str, weights_ha
         is_causal_lm=causal,
         description=description,
         max_length=int(min(max_positions, 512)),
+        checked_layers=checked,
     )
 
 
 def _is_causal_config(config) -> bool:
     architectures = getattr(config, "architectures", None) or []
     return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+
+
+def _encoder_only(config) -> bool:
+    """True for the T5-style families (T5, mT5, UMT5) whose text encoder transformers loads alone.
+
+    AutoModel would build their whole encoder-decoder, whose decoder needs target tokens to
+    run: Layerscope reads the encoder, of an encoder-only folder or of a full one. Other
+    encoder-decoder families are refused by name.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES
+
+    if MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES.get(config.model_type, "").endswith("EncoderModel"):
+        return True
+    if getattr(config, "is_encoder_decoder", False):
+        raise LayerscopeError(
+            f"{config.model_type} is an encoder-decoder family that Layerscope cannot read: its decoder needs "
+            "target tokens, and transformers has no encoder-only class for it. Save its encoder on its own "
+            "(model.get_encoder()) or use a T5-family model, whose encoder is read"
+        )
+    return False
+
+
+def _hf_description(config, where: str, encoder_only: bool) -> str:
+    architectures = getattr(config, "architectures", None) or []
+    if encoder_only and not any(a.endswith("EncoderModel") for a in architectures):
+        return f"{config.model_type} encoder (the decoder is not loaded) from {where}"
+    return f"{config.model_type} from {where}"
 
 
 def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
@@ -235,13 +269,21 @@ def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
             f"model folder {str(folder)!r} has no config.json; expected a Hugging Face model folder "
             "(config.json + weights + tokenizer files)"
         )
+    from core.models import hf_vision
+
+    if hf_vision.is_vision_folder(folder):
+        return hf_vision.load_vision_folder(folder, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = hf_model_from(folder, causal=_is_causal_config(config), trust_remote_code=trust_remote_code)
+        encoder_only = _encoder_only(config)
+        model = hf_model_from(
+            folder, causal=_is_causal_config(config), trust_remote_code=trust_remote_code, encoder_only=encoder_only
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
         raise LayerscopeError(f"could not load a Hugging Face model from {str(folder)!r}: {_first_line(err)}") from err
-    return wrap_hf(str(folder), model, tokenizer, f"{config.model_type} from {folder.name}", weight_files_hash(folder))
+    description = _hf_description(config, folder.name, encoder_only)
+    return wrap_hf(str(folder), model, tokenizer, description, weight_files_hash(folder))
 
 
 def _hub_unreachable(timeout: float = 3.0) -> str | None:
@@ -261,6 +303,8 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
 def _from_hub(hub_id: str, *, trust_remote_code: bool) -> LoadedModel:
     try:  # the local cache first (no network), then the hub if it can be reached
         return _load_hub(hub_id, trust_remote_code, local_files_only=True)
+    except LayerscopeError:
+        raise
     except (OSError, ValueError, KeyError):
         pass
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -285,11 +329,12 @@ def _load_hub(hub_id: str, trust_remote_code: bool, local_files_only: bool) -> L
 
     options = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
     config = AutoConfig.from_pretrained(hub_id, **options)
-    model = hf_model_from(hub_id, causal=_is_causal_config(config), **options)
+    encoder_only = _encoder_only(config)
+    model = hf_model_from(hub_id, causal=_is_causal_config(config), encoder_only=encoder_only, **options)
     tokenizer = AutoTokenizer.from_pretrained(hub_id, **options)
     revision = getattr(config, "_commit_hash", None) or "unknown"
     weights = hashlib.sha256(f"{hub_id}@{revision}".encode()).hexdigest()[:20]
-    return wrap_hf(hub_id, model, tokenizer, f"{config.model_type} from the hub", weights)
+    return wrap_hf(hub_id, model, tokenizer, _hf_description(config, "the hub", encoder_only), weights)
 
 
 def _first_line(err: BaseException) -> str:

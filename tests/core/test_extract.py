@@ -15,6 +15,7 @@ from torch import nn
 import core
 from core.errors import DamagedEntryError, LayerscopeError
 from core.extract import capture_layers, pool, run_captured
+from core.hooks import replace_output
 
 
 def _hidden_states(model, texts):
@@ -95,15 +96,43 @@ def test_capture_layers__removes_hooks_when_forward_raises(minilm):
         raise RuntimeError("boom inside the forward")
 
     def hooks():  # transformers installs output-capturing hooks of its own; ours must go
-        return {name: list(m._forward_hooks) for name, m in minilm.module.named_modules()}
+        return {name: (list(m._forward_hooks), list(m._forward_pre_hooks)) for name, m in minilm.module.named_modules()}
 
     before = hooks()
     encoded = minilm.tokenizer(["a short input"], return_tensors="pt")
     with pytest.raises(RuntimeError, match="boom"):
-        with capture_layers(minilm.module, ["encoder.layer.1", "encoder.layer.3"], boom):
+        with capture_layers(minilm.module, ["encoder.layer.1", "encoder.layer.3:input"], boom):
             assert hooks() != before
             run_captured(lambda: minilm.module(**encoded))
     assert hooks() == before
+
+
+def test_capture_layers__a_blocks_input_is_the_previous_blocks_output(minilm, few_sentences, store):
+    layers = ["encoder.layer.2", "encoder.layer.3:input", "encoder.layer.0:input", "embeddings"]
+    acts = core.extract(minilm, few_sentences, layers=layers, pooling="tokens", store=store, batch_size=8)
+    assert acts.layer_names == layers
+    np.testing.assert_array_equal(acts["encoder.layer.3:input"], acts["encoder.layer.2"])
+    np.testing.assert_array_equal(acts["encoder.layer.0:input"], acts["embeddings"])
+
+
+def test_replace_output__at_a_blocks_input_equals_at_the_previous_blocks_output(minilm):
+    encoded = minilm.tokenizer(["the same tensor flows on", "twice"], return_tensors="pt", padding=True)
+
+    def halve(hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * 0.5
+
+    with torch.inference_mode():
+        clean = minilm.module(**encoded).last_hidden_state
+        with replace_output(minilm.module, "encoder.layer.1", halve):
+            at_output = minilm.module(**encoded).last_hidden_state
+        with replace_output(minilm.module, "encoder.layer.2:input", halve):
+            at_input = minilm.module(**encoded).last_hidden_state
+    assert not torch.allclose(at_output, clean, atol=1e-3)
+    torch.testing.assert_close(at_input, at_output)
+    assert all(not m._forward_pre_hooks for m in minilm.module.modules())
+    with pytest.raises(LayerscopeError, match="'encoder.nothing:input' is not a module"), \
+            replace_output(minilm.module, "encoder.nothing:input", halve):
+        pass
 
 
 class _Exploding(nn.Module):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import types
 
 import pytest
 import torch
 
 import core
 from core.errors import LayerscopeError
-from core.models.layers import default_layers, hookable_layers
+from core.models.layers import block_list, checked_default_layers, default_layers, hookable_layers
 
 
 def test_minilm__default_layers_are_the_residual_stream(minilm):
@@ -37,6 +38,71 @@ def test_default_layers__sequential_and_modulelist():
 
     assert default_layers(Net()) == [f"blocks.{i}" for i in range(4)]
     assert hookable_layers(Net())[:2] == ["stem", "blocks"]
+
+
+class _Stream(torch.nn.Module):
+    """An embedding, a scale between it and the blocks, and a shift between blocks 0 and 1 when asked."""
+
+    def __init__(self, *, scale: float, shift_after_first: bool):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+        self.scale, self.shift_after_first = scale, shift_after_first
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, ids):
+        hidden = self.embed(ids) * self.scale  # (batch, tokens, 4)
+        for i, block in enumerate(self.blocks):
+            hidden = block(hidden)
+            if i == 0 and self.shift_after_first:
+                hidden = hidden + 1.0
+        return hidden
+
+
+@pytest.mark.parametrize(("scale", "shift", "expected"), [
+    (1.0, False, ["embed", "blocks.0", "blocks.1", "blocks.2"]),
+    (2.0, False, ["blocks.0:input", "blocks.0", "blocks.1", "blocks.2"]),
+    (1.0, True, ["embed", "blocks.1:input", "blocks.1", "blocks.2"]),
+])
+def test_checked_default_layers__name_what_the_next_block_receives(scale, shift, expected):
+    model = _Stream(scale=scale, shift_after_first=shift).eval()
+    ids = torch.tensor([[1, 2, 3]])
+    assert default_layers(model) == ["embed", "blocks.0", "blocks.1", "blocks.2"]  # without running it
+    assert checked_default_layers(model, lambda: model(ids)) == expected
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_checked_default_layers__a_failing_forward_gives_the_first_blocks_input():
+    model = _Stream(scale=1.0, shift_after_first=False)
+    layers = checked_default_layers(model, lambda: model(torch.tensor([[99]])))  # index out of range
+    assert layers == ["blocks.0:input", "blocks.0", "blocks.1", "blocks.2"]
+
+
+def test_block_list__prefers_the_configs_layer_count_then_the_shallowest():
+    class Net(torch.nn.Module):
+        def __init__(self, n_layers: int | None):
+            super().__init__()
+            if n_layers is not None:
+                self.config = types.SimpleNamespace(num_hidden_layers=n_layers)
+            # blocks of two sub-layers each (as T5), then a longer list of something else
+            self.block = torch.nn.ModuleList(
+                torch.nn.Module() for _ in range(2)
+            )
+            for sub in self.block:
+                sub.layer = torch.nn.ModuleList([torch.nn.Identity(), torch.nn.Identity()])
+            self.heads = torch.nn.ModuleList(torch.nn.Identity() for _ in range(5))
+
+    assert block_list(Net(2))[0] == "block"  # "block.0.layer" is as long but deeper
+    assert block_list(Net(None))[0] == "heads"  # no config: the longest list
+
+
+def test_layer_names__list_input_layers_before_their_module(minilm):
+    names = hookable_layers(minilm.module, inputs=["encoder.layer.0:input", "encoder.layer.3"])
+    assert names[names.index("encoder.layer.0:input") + 1] == "encoder.layer.0"
+    assert "encoder.layer.3:input" not in names and len(names) == len(hookable_layers(minilm.module)) + 1
+    assert minilm.resolve_layers("encoder.layer.2:input") == ["encoder.layer.2:input"]
 
 
 def test_load_model__local_hf_folder(tmp_path, minilm):

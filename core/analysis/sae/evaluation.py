@@ -125,8 +125,7 @@ def next_token_losses(
     """
     if not model.is_causal_lm or model.tokenizer is None:
         raise LayerscopeError(f"model {model.name!r} is not a causal LM; the next-token loss needs one such as smollm2")
-    if layer not in dict(model.module.named_modules()):
-        raise LayerscopeError(f"layer {layer!r} is not a module of {model.name!r}")
+    model.resolve_layers([layer])  # a module path or "<module path>:input"; a clear error otherwise
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise LayerscopeError("no texts to measure the next-token loss on")
