@@ -11,8 +11,8 @@ request twice reads the store.
 """
 
 from core.extract.extraction import extract, run_key
-from core.extract.pooling import IMAGE_POOLINGS, POOLINGS, pool
+from core.extract.pooling import IMAGE_POOLINGS, POOLINGS, TOKEN_IMAGE_POOLINGS, pool
 from core.hooks import capture_layers, run_captured
 from core.progress import Progress
 
-__all__ = ["IMAGE_POOLINGS", "POOLINGS", "Progress", "capture_layers", "extract", "pool", "run_captured", "run_key"]
+__all__ = ["IMAGE_POOLINGS", "POOLINGS", "TOKEN_IMAGE_POOLINGS", "Progress", "capture_layers", "extract", "pool", "run_captured", "run_key"]

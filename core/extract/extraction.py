@@ -26,7 +26,7 @@ from core.data import Dataset, load_dataset
 from core.device import pick_dtype
 from core.errors import DamagedEntryError, LayerscopeError
 from core.extract.feeders import ModuleFeeder, TextFeeder
-from core.extract.pooling import IMAGE_POOLINGS, POOLINGS, pool
+from core.extract.pooling import POOLINGS, pool
 from core.extract.writer import NpyWriter
 from core.hooks import capture_layers, run_captured
 from core.models import LoadedModel, load_model
@@ -84,10 +84,10 @@ def extract(
             f"model {model.name!r} takes {model.modality} inputs but dataset {dataset.name!r} holds "
             f"{dataset.modality}s; pick a {model.modality} dataset"
         )
-    if model.tokenizer is None and pooling not in IMAGE_POOLINGS:
+    if pooling not in model.poolings:
         raise LayerscopeError(
             f"pooling={pooling!r} does not fit model {model.name!r} (no tokenizer: its outputs are pooled "
-            f"over space or already vectors); choose one of {', '.join(IMAGE_POOLINGS)}"
+            f"over space or patches, or already vectors); choose one of {', '.join(model.poolings)}"
         )
     batch_size = check_int("batch_size", batch_size, low=1)
     layer_paths = model.resolve_layers(layers)

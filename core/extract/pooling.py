@@ -9,6 +9,7 @@ from core.validation import check_choice
 
 POOLINGS = ("mean", "first", "last", "max", "tokens")
 IMAGE_POOLINGS = ("mean", "max")  # models without a tokenizer: outputs are pooled over space or already vectors
+TOKEN_IMAGE_POOLINGS = ("mean", "first", "max")  # vision transformers: "first" is the class token
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor | None, pooling: str) -> torch.Tensor:

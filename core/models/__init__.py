@@ -58,6 +58,7 @@ class LoadedModel:
     max_length: int = 512
     extra: dict = field(default_factory=dict)
     checked_layers: list[str] | None = None  # default layers checked by a forward pass at load (models.layers)
+    token_outputs: bool = False  # image model whose layers give (batch, tokens, d) with a class token first (ViT)
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, modality={self.modality!r}, weights={self.weights_hash[:12]})"
@@ -70,6 +71,15 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        """The poolings that fit this model's outputs."""
+        from core.extract.pooling import IMAGE_POOLINGS, POOLINGS, TOKEN_IMAGE_POOLINGS
+
+        if self.tokenizer is not None:
+            return POOLINGS
+        return TOKEN_IMAGE_POOLINGS if self.token_outputs else IMAGE_POOLINGS
 
     def layer_names(self) -> list[str]:
         """Every hookable module path, and the "<path>:input" layers of the default set."""

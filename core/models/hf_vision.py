@@ -120,6 +120,7 @@ def load_vision_folder(folder: Path, *, trust_remote_code: bool = False) -> Load
         forward_module=module,
         description=description,
         checked_layers=residual_stream(module, family),
+        token_outputs=True,
     )
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 import core
 from core.data.demo import DEMOS
-from core.extract import IMAGE_POOLINGS, POOLINGS
+
 from core.models import BUNDLED
 from dashboard import actions, cached, state, widgets
 
@@ -17,7 +17,7 @@ UPLOAD_LIMIT_MB = 200
 OTHER_MODEL = "Other: folder, hub id or package.module:factory"
 POOLING_HELP = {
     "mean": "mean over real (non-padding) tokens",
-    "first": "first token (CLS for BERT-style encoders)",
+    "first": "first token (CLS for BERT-style encoders and vision transformers)",
     "last": "last real token (the usual choice for causal LMs)",
     "max": "element-wise max over real tokens",
     "tokens": "every token's vector (needed for curvature and SAEs)",
@@ -126,7 +126,7 @@ with new_run:
         c1, c2, c3 = st.columns([3, 1, 1])
         layers = c1.multiselect("Layers", model.layer_names(), default=defaults,
                                 help="Default: the embeddings and every block's output (the residual stream).")
-        poolings = POOLINGS if model.tokenizer is not None else IMAGE_POOLINGS
+        poolings = model.poolings
         pooling = c2.selectbox("Pooling", poolings, help="; ".join(f"{p}: {POOLING_HELP[p]}" for p in poolings))
         batch_size = int(c3.number_input("Batch size", min_value=1, max_value=1024, value=32))
         st.caption(f"{model.name}: {model.description} · device {model.device}")

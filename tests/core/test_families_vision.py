@@ -38,6 +38,7 @@ DEFAULT_LAYERS = {
 POOLED = {  # (batch, tokens, d) -> (batch, d); vision inputs have no padding
     "mean": lambda hidden: hidden.mean(1),
     "max": lambda hidden: hidden.amax(1),
+    "first": lambda hidden: hidden[:, 0],  # the class token
 }
 
 
@@ -167,9 +168,9 @@ def test_load_model__untrained_twin_loads_and_extracts(towers, digits, store, fa
         assert not np.allclose(acts[layer], trained[layer], atol=1e-3)
 
 
-def test_extract__token_poolings_are_refused_for_vision_towers(towers, digits, store):
+def test_extract__last_and_tokens_poolings_are_refused_for_vision_towers(towers, digits, store):
     loaded = core.load_model(towers["vit"][0], device="cpu")
-    for pooling in ("first", "last", "tokens"):
+    for pooling in ("last", "tokens"):
         with pytest.raises(LayerscopeError, match=f"pooling='{pooling}' does not fit"):
             core.extract(loaded, digits, pooling=pooling, store=store)
 
