@@ -23,7 +23,8 @@ from core.analysis.sae.config import SAEConfig
 from core.analysis.sae.entries import SAE_VERSION, StoredSAE, has_sae, imported_sae_key, open_sae, sae_key, write_sae
 from core.analysis.sae.evaluation import SAEEvaluation, evaluate_sae, next_token_losses
 from core.analysis.sae.model import SparseAutoencoder
-from core.analysis.sae.saelens import CFG_FILENAME, WEIGHTS_FILENAME, load_saelens
+from core.analysis.sae.hook_names import module_for_hook
+from core.analysis.sae.saelens import CFG_FILENAME, MODULE_KEY, WEIGHTS_FILENAME, load_saelens
 from core.analysis.sae.trainer import SAETrainer, SAETrainingStopped, TrainProgress
 from core.device import pick_device
 from core.errors import LayerscopeError
@@ -153,6 +154,13 @@ def import_saelens(
         raise LayerscopeError(
             f"the SAE in {str(folder)!r} takes d_in={sae.d_in} but layer {layer!r} of run {acts.key} "
             f"({acts.model_name}) is {width} wide; pick the layer (and model) it was trained on"
+        )
+    # the module path the file names, else the run's layer its TransformerLens hook names
+    trained_at = sae.info.get(MODULE_KEY) or module_for_hook(sae.info.get("hook_name"), acts.layer_names)
+    if trained_at is not None and trained_at != layer:
+        raise LayerscopeError(
+            f"the SAE in {str(folder)!r} was trained at {sae.info.get('hook_name')!r}, which is layer "
+            f"{trained_at!r} of run {acts.key}, not {layer!r}; import it for layer {trained_at!r}"
         )
     source = Path(folder).expanduser()
     digest = "".join(file_sha256(source / name) for name in (CFG_FILENAME, WEIGHTS_FILENAME))

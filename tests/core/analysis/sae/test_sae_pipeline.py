@@ -111,6 +111,16 @@ def test_import_saelens__stores_an_evaluated_entry(demo_tokens, tmp_path):
     assert open_sae(store, entry.key).sae.d_sae == 768
 
 
+def test_import_saelens__an_sae_of_another_layer_of_the_run_is_refused(demo_tokens, tmp_path):
+    acts, store = demo_tokens
+    sae = identity_sae(384)
+    sae.info = {**sae.info, "hook_name": "encoder.layer.5"}  # written as blocks.5.hook_normalized_resid_post
+    folder = save_saelens(sae, tmp_path / "layer5")
+    assert "blocks.5.hook_normalized_resid_post" in (folder / "cfg.json").read_text()
+    with pytest.raises(LayerscopeError, match=r"trained at 'blocks.5.hook_normalized_resid_post'.*'encoder.layer.5'"):
+        import_saelens(folder, acts, LAYER, store=store)
+
+
 @pytest.mark.slow
 def test_train_sae_on_run__smollm2_reports_the_next_token_loss(smollm2, session_store):
     data = core.load_dataset("demo:sentences", limit=200)
