@@ -44,6 +44,7 @@ def band(x, low, high, *, color: str, group: str, name: str, alpha: float = 0.18
     return go.Scatter(
         x=[*x, *x[::-1]],
         y=[*high, *low[::-1]],
+        mode="lines",
         fill="toself",
         fillcolor=_rgba(color, alpha),
         line={"width": 0},
