@@ -125,9 +125,10 @@ def neighbours(run_key: str, layer: str, row: int, k: int) -> tuple[np.ndarray, 
 
 # ----- probes and similarity ---------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=64)
-def probe_result(run_key: str, column: str, task: str = "auto") -> ProbeResult:
-    """Linear probe of `column` on every layer, through the store."""
-    return probes.probe_by_layer_cached(open_run(run_key), column, store(), task=task, dropna=True, drop_rare=True)
+def probe_result(run_key: str, column: str, task: str = "auto", control: str = "auto") -> ProbeResult:
+    """Linear probe of `column` on every layer, with the named control, through the store."""
+    return probes.probe_by_layer_cached(open_run(run_key), column, store(), task=task, control=control, dropna=True,
+                                        drop_rare=True)
 
 
 @st.cache_data(show_spinner="Comparing every pair of layers...", max_entries=64)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from core.analysis.probes.controls import stored_control
 from core.figures.depth import band, curve, style_depth_figure
 from core.figures.style import ACCENT, MUTED
+
+# legend name of each control (core.analysis.probes.controls)
+CONTROL_LEGEND = {"shuffled": "control (shuffled labels)", "task": "control task (one label per word type)"}
 
 
 def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, name: str, **trace) -> None:
@@ -18,7 +22,7 @@ def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, 
 def probe_curve(result, *, title: str | None = None, publication: bool = False) -> go.Figure:
     """Line plot of held-out probe score per layer.
 
-    Mean over folds with a +/- 1 std band, the shuffled-label control dashed,
+    Mean over folds with a +/- 1 std band, the control dashed (named by its kind),
     chance level (majority class share; 0 for R^2) dotted, best layer starred.
     Layers sit at integer positions 0..L-1 (0 = first extracted layer).
     """
@@ -32,10 +36,11 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
         hovertemplate="layer %{x} · %{customdata[0]}<br>" + label + " %{y:.3f} ± %{customdata[1]:.3f}<extra></extra>",
     )
     control_mean = getattr(result, "control_mean", None)
-    if control_mean is not None:
+    control = stored_control(getattr(result, "params", None) or {})
+    if control_mean is not None and control in CONTROL_LEGEND:
         _score_with_spread(
             fig, x, np.asarray(control_mean), np.asarray(result.control_std), color=MUTED, group="control",
-            name="control (shuffled labels)", dash="dash", width=2, marker={"symbol": "x"},
+            name=CONTROL_LEGEND[control], dash="dash", width=2, marker={"symbol": "x"},
             hovertemplate="layer %{x}<br>control %{y:.3f}<extra></extra>",
         )
     chance = getattr(result, "chance", None)

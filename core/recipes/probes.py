@@ -13,19 +13,21 @@ from core.recipes.context import Context
 from core.recipes.registry import BuiltFigure, register, run_keys
 
 
-def probe_result(context: Context, acts, column: str, *, task: str = "auto", dropna: bool = True,
-                 drop_rare: bool = True):
+def probe_result(context: Context, acts, column: str, *, task: str = "auto", control: str = "auto",
+                 dropna: bool = True, drop_rare: bool = True):
     """The run's ProbeResult for `column` (5-fold CV, seed 0), through the store.
 
-    Inputs without a label and classes too rare for the folds are left out (and counted), as
-    on the Probes page.
+    control: "auto" (the control task for single-word inputs, else shuffled labels),
+    "shuffled" or "task". Inputs without a label and classes too rare for the folds are
+    left out (and counted), as on the Probes page.
     """
     from core.analysis.probes import probe_by_layer_cached
 
     def compute():
-        return probe_by_layer_cached(acts, column, context.store, task=task, dropna=dropna, drop_rare=drop_rare)
+        return probe_by_layer_cached(acts, column, context.store, task=task, control=control, dropna=dropna,
+                                     drop_rare=drop_rare)
 
-    return context.cached(("probe", acts.key, column, task, dropna, drop_rare), compute)
+    return context.cached(("probe", acts.key, column, task, control, dropna, drop_rare), compute)
 
 
 def score_name(result) -> str:
@@ -33,26 +35,34 @@ def score_name(result) -> str:
     return "accuracy" if result.metric == "accuracy" else "R²"
 
 
+def control_name(result) -> str:
+    """The result's control as legends and sidecars name it, e.g. "shuffled-label control"."""
+    from core.analysis.probes import CONTROL_NAMES
+    from core.analysis.probes.controls import stored_control
+
+    return CONTROL_NAMES[stored_control(result.params)]
+
+
 def _probe_analysis(result) -> dict[str, Any]:
     p = result.params
     estimator = (f"multinomial logistic regression (L2, C={p.get('C', 1.0):g})" if result.metric == "accuracy"
                  else "ridge regression (alpha chosen on each training split)")
-    return {"metric": result.metric, "variant": f"{estimator}, {p.get('n_folds', 5)}-fold CV, shuffled-label control",
+    return {"metric": result.metric, "variant": f"{estimator}, {p.get('n_folds', 5)}-fold CV, {control_name(result)}",
             "parameters": p, "seeds": {"folds_and_control": p.get("seed", 0)}, "n": result.n,
             "n_dropped": result.n_dropped, "chance": result.chance}
 
 
 @register("probe_curve", page="views/probes.py")
-def probe_curve_recipe(context: Context, runs, *, column: str, task: str = "auto", dropna: bool = True,
-                       drop_rare: bool = True, title: str | None = None) -> BuiltFigure:
-    """The Probes page's curve: held-out score per layer with the shuffled-label control and chance."""
+def probe_curve_recipe(context: Context, runs, *, column: str, task: str = "auto", control: str = "auto",
+                       dropna: bool = True, drop_rare: bool = True, title: str | None = None) -> BuiltFigure:
+    """The Probes page's curve: held-out score per layer with the control (named by its kind) and chance."""
     from core.figures.probes import probe_curve
 
     acts = context.run(run_keys(runs, "probe_curve")[0])
-    result = probe_result(context, acts, column, task=task, dropna=dropna, drop_rare=drop_rare)
+    result = probe_result(context, acts, column, task=task, control=control, dropna=dropna, drop_rare=drop_rare)
     fig = probe_curve(result, title=title or f"{acts.model_name} on {acts.dataset_name}: probing {column}")
     caption = (f"Linear probe {score_name(result)} for {column} at each layer of {acts.model_name} on "
-               f"{acts.dataset_name} (mean ± std over folds), with the shuffled-label control and chance; "
+               f"{acts.dataset_name} (mean ± std over folds), with the {control_name(result)} and chance; "
                f"best layer {result.best_layer}.")
     return BuiltFigure(fig, result.to_frame(), _probe_analysis(result), caption, f"probe-{acts.model_name}-{column}",
                        result=result)

@@ -3,16 +3,18 @@
 import numpy as np
 import streamlit as st
 
+from core.analysis.probes import CONTROL_NAMES, run_word_types
 from core.errors import LayerscopeError
 from dashboard import cached, state, widgets
 from dashboard.figure_export import build, show_built
 
 AUTO_RUN_MAX_INPUTS = 5000  # smaller runs are probed on arrival; larger ones wait for the button
+CONTROL_CHOICES = {"task": "Control task (one label per word)", "shuffled": "Shuffled labels"}
 
 widgets.page_header(
     "Probes",
     "Accuracy of a linear probe on each layer (stratified 5-fold cross-validation), against chance and a "
-    "shuffled-label control. Continuous labels use ridge regression and held-out R².",
+    "control task. Continuous labels use ridge regression and held-out R².",
 )
 
 acts = widgets.current_run()
@@ -26,13 +28,24 @@ with st.sidebar:
     columns = st.multiselect("Labels", acts.label_columns, default=acts.label_columns[:2])
     st.caption("Multinomial logistic regression (L2, C = 1) on standardised features; ridge with "
                "alpha chosen on each training split for continuous labels. Seed 0.")
+    _, not_words = run_word_types(acts)
+    if not_words is None:  # Hewitt & Liang's control task applies to word inputs: the default there
+        control = st.radio("Control", list(CONTROL_CHOICES), format_func=CONTROL_CHOICES.get,
+                           key=state.Probes.CONTROL,
+                           help="Control task (Hewitt & Liang 2019): each word gets one random label, the same at "
+                                "every occurrence, drawn from the label distribution; a probe that fits it memorises "
+                                "words. Shuffled labels: the labels permuted across inputs.")
+    else:
+        control = "shuffled"
+        st.caption(f"Control: shuffled labels. The control task (one random label per word type, Hewitt & Liang "
+                   f"2019) needs inputs that are single words, and here {not_words}.")
 
 if not columns:
     widgets.empty_state("Pick one or more label columns in the sidebar.")
     st.stop()
 
 requested = state.computed(state.Probes.COMPUTED)
-key = (acts.key, tuple(columns))
+key = (acts.key, tuple(columns), control)
 if acts.n_inputs <= AUTO_RUN_MAX_INPUTS:
     requested.add(key)
 elif key not in requested:
@@ -46,7 +59,7 @@ for column in columns:
     st.markdown(f"#### {column}")
     try:
         with st.spinner(f"Probing {column} on {len(acts.layer_names)} layers..."):
-            result = cached.probe_result(acts.key, column)
+            result = cached.probe_result(acts.key, column, control=control)
     except LayerscopeError as err:
         widgets.show_error(err, about=column)
         continue
@@ -57,11 +70,12 @@ for column in columns:
     c2.metric(f"Held-out {score}", f"{result.mean[best]:.3f} ± {result.std[best]:.3f}")
     c3.metric("Chance" if result.metric == "accuracy" else "Baseline", f"{result.chance:.3f}")
     c4.metric("Selectivity", f"{result.selectivity[best]:.3f}", help="probe score minus the score of the same probe "
-              "on shuffled labels (Hewitt & Liang 2019), at the best layer")
+              f"on the {CONTROL_NAMES[control]}, at the best layer")
     if getattr(result, "n_dropped", 0):
         st.caption(f"{result.n_dropped} inputs without a {column} value were left out.")
     title = f"{acts.model_name} on {acts.dataset_name}: probing {column}"
-    event = show_built(build("probe_curve", [acts.key], column=column, title=title), key=state.Probes.chart(column),
+    event = show_built(build("probe_curve", [acts.key], column=column, control=control, title=title),
+                       key=state.Probes.chart(column),
                        width="stretch", on_select="rerun", selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:

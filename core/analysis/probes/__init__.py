@@ -3,9 +3,10 @@
 Classification: multinomial logistic regression with an L2 penalty, in scikit-learn's
 convention, with `StratifiedKFold(n_folds, shuffle=True, random_state=seed)` folds
 (`logistic`). Regression: ridge with alpha by exact leave-one-out, held-out R^2,
-`KFold(n_folds, shuffle=True, random_state=seed)` folds (`ridge`). Control task
-(Hewitt & Liang 2019): the same probe on labels shuffled with
-`numpy.random.default_rng(seed).permutation`; selectivity = score - control score.
+`KFold(n_folds, shuffle=True, random_state=seed)` folds (`ridge`). Controls (Hewitt &
+Liang 2019; `controls`): the same probe on shuffled labels, or on Hewitt & Liang's
+control task (one random label per word type) for inputs that are single words;
+selectivity = score - control score.
 
 All folds, both tasks and every layer of one width are fitted as one batched problem
 in torch (on the GPU when there is one); the logistic fits run the batched L-BFGS of
@@ -14,6 +15,7 @@ the result in the store (`cached`).
 """
 
 from core.analysis.probes.cached import TASKS, probe_by_layer_cached
+from core.analysis.probes.controls import CONTROL_NAMES, CONTROLS, run_word_types
 from core.analysis.probes.labels import AUTO_MAX_CLASSES, MAX_CLASSES, infer_task
 from core.analysis.probes.logistic import probe_accuracy_by_layer
 from core.analysis.probes.result import PROBE_VERSION, ProbeResult
@@ -21,6 +23,8 @@ from core.analysis.probes.ridge import DEFAULT_ALPHAS, probe_r2_by_layer
 
 __all__ = [
     "AUTO_MAX_CLASSES",
+    "CONTROLS",
+    "CONTROL_NAMES",
     "DEFAULT_ALPHAS",
     "MAX_CLASSES",
     "PROBE_VERSION",
@@ -30,4 +34,5 @@ __all__ = [
     "probe_accuracy_by_layer",
     "probe_by_layer_cached",
     "probe_r2_by_layer",
+    "run_word_types",
 ]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from core import codec
+from core.analysis.probes.controls import check_control, resolve_control, run_word_types
 from core.analysis.probes.labels import check_folds, infer_task
 from core.analysis.probes.logistic import check_positive, probe_accuracy_by_layer
 from core.analysis.probes.result import PROBE_VERSION, ProbeResult, make_result
@@ -36,7 +37,7 @@ def probe_by_layer_cached(
     n_folds: int = 5,
     C: float = 1.0,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
-    control: bool = True,
+    control: str | bool = "auto",
     seed: int = 0,
     dropna: bool = False,
     drop_rare: bool = False,
@@ -49,8 +50,10 @@ def probe_by_layer_cached(
 
     task: "auto" (from the column: see infer_task), "classification" (logistic,
     accuracy) or "regression" (ridge, R^2). layers: a subset of acts.layer_names
-    (default all). The result is cached under kind "probes", keyed by the run,
-    the column and every parameter that changes it; a second call reads it back.
+    (default all). control: "auto" (the control task when every input is a single
+    word, else shuffled labels), "shuffled", "task" or "none" (core.analysis.probes.controls);
+    the resolved name is recorded. The result is cached under kind "probes", keyed by
+    the run, the column and every parameter that changes it; a second call reads it back.
     """
     if task not in TASKS:
         raise LayerscopeError(f"task={task!r} is not supported; choose one of {', '.join(TASKS)}")
@@ -58,6 +61,10 @@ def probe_by_layer_cached(
     resolved = infer_task(labels) if task == "auto" else task
     layer_names = list(check_layers(acts, layers))
     n_folds = check_folds(n_folds, len(labels))
+    types, refusal = run_word_types(acts)
+    if check_control(control) == "task" and refusal:
+        raise LayerscopeError(f"control='task' is not offered for run {acts.key}: {refusal}; use control='shuffled'")
+    control = resolve_control(control, types)
     params: dict[str, Any] = {
         "run": acts.key,
         "column": column,
@@ -65,7 +72,7 @@ def probe_by_layer_cached(
         "layers": layer_names,
         "n_folds": n_folds,
         "seed": int(seed),
-        "control": bool(control),
+        "control": control,
         "dropna": bool(dropna),
         "version": PROBE_VERSION,
     }
@@ -81,7 +88,8 @@ def probe_by_layer_cached(
 
     def compute() -> ProbeResult:
         subset = {name: acts.pooled(name) for name in layer_names}  # tokens runs: mean of each input's tokens
-        common = dict(n_folds=n_folds, control=control, seed=seed, dropna=dropna, device=device, progress=progress)
+        common = dict(n_folds=n_folds, control=control, types=types, seed=seed, dropna=dropna, device=device,
+                      progress=progress)
         if resolved == "classification":
             return probe_accuracy_by_layer(
                 subset, labels, C=C, max_iter=max_iter, tol=tol, drop_rare=drop_rare, **common

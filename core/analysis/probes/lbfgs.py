@@ -47,6 +47,7 @@ def batched_lbfgs(
     *,
     max_iter: int,
     tol: float,
+    relative: bool = False,
     history: int = 10,
     max_backtracks: int = 30,
     c1: float = 1e-4,
@@ -54,9 +55,12 @@ def batched_lbfgs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Minimise B independent smooth problems at once: fun(x (B, p)) -> (f (B,), grad (B, p)).
 
-    Each problem has its own L-BFGS memory, step and stopping tests (max |grad| <= tol,
-    as scipy's pgtol in sklearn's lbfgs, or a relative decrease below 64 eps three
-    times running, as scipy's factr). The Armijo backtracking is pipelined: a
+    Each problem has its own L-BFGS memory, step and stopping tests: the gradient test
+    max |grad| <= tol (scipy's pgtol, as sklearn's lbfgs uses it), or with `relative`
+    max |grad| <= tol * |f|, and a relative decrease below 64 eps three times running
+    (scipy's factr as sklearn sets it). The relative test suits losses that approach
+    zero near a nearly separable optimum, where a fixed tolerance stops early. The
+    Armijo backtracking is pipelined: a
     problem whose trial step fails retries a shorter one at the next evaluation while
     the others move on, so every evaluation of `fun` advances every problem.
     on_step: called as on_step(problems_finished, B) after each evaluation.
@@ -69,7 +73,10 @@ def batched_lbfgs(
     filled = torch.zeros(B, history, dtype=torch.bool, device=x.device)
     n_iter = torch.zeros(B, dtype=torch.long, device=x.device)
     backtracks = torch.zeros(B, dtype=torch.long, device=x.device)
-    converged = g.abs().amax(1) <= tol
+    def small_gradient(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return g.abs().amax(1) <= (tol * f.abs() if relative else tol)
+
+    converged = small_gradient(f, g)
     active = ~converged
     direction = -g
     step = torch.ones(B, dtype=x.dtype, device=x.device)
@@ -98,7 +105,7 @@ def batched_lbfgs(
         g = torch.where(ok.unsqueeze(1), g_new, g)
         n_iter += ok.long()
         # converged: the gradient test, or no decrease left in this precision (scipy's factr test)
-        converged |= ok & ((g.abs().amax(1) <= tol) | (stalled >= 3))
+        converged |= ok & (small_gradient(f, g) | (stalled >= 3))
         # failed steps: shrink by safeguarded quadratic interpolation
         failed = active & ~ok
         backtracks = torch.where(failed, backtracks + 1, 0)

@@ -16,12 +16,13 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from core.analysis.probes.controls import CONTROL_LABELS, control_values, input_types, resolve_control
 from core.analysis.probes.inputs import check_finite, check_layer_shapes, layer_items, width_batches
 from core.analysis.probes.labels import check_folds, drop_missing, drop_rare_classes, encode_classes
 from core.analysis.probes.lbfgs import Objective, batched_lbfgs
@@ -170,7 +171,11 @@ def _logistic_batch(
     F, T, K = train.shape[0], codes.shape[1], n_classes
     loss_and_grad, logits_of = logistic_objective(X, train, codes, K, C, scale)
     x0 = torch.zeros(L * F * T, K * (d + 1), dtype=X.dtype, device=X.device)
-    params, n_iter, converged = batched_lbfgs(loss_and_grad, x0, max_iter=max_iter, tol=tol, on_step=on_step)
+    # the gradient test relative to the loss: a fixed tolerance stops nearly separable fits (shuffled
+    # labels with d ~ n) before their held-out predictions settle; this one matches sklearn's optimum
+    params, n_iter, converged = batched_lbfgs(
+        loss_and_grad, x0, max_iter=max_iter, tol=tol, relative=True, on_step=on_step
+    )
     predicted = logits_of(params).argmax(3)  # (L, F, T, n)
     correct = (predicted == codes.T.view(1, 1, T, n)).to(torch.float64)
     test = (~train).to(torch.float64).view(1, F, 1, n)
@@ -233,7 +238,8 @@ def probe_accuracy_by_layer(
     *,
     n_folds: int = 5,
     C: float = 1.0,
-    control: bool = True,
+    control: str | bool = "auto",
+    types: Sequence[str] | None = None,
     seed: int = 0,
     dropna: bool = False,
     drop_rare: bool = False,
@@ -247,17 +253,24 @@ def probe_accuracy_by_layer(
     layers: layer name -> (n, d) array, or an Activations run (pooled).
     labels: (n,) categorical labels (strings, ints, ...).
     C: inverse L2 strength, as sklearn's LogisticRegression(C=C).
-    control: also fit the probe on labels shuffled with the seed (Hewitt & Liang).
+    control: the control task fitted beside the labels (core.analysis.probes.controls):
+        "shuffled", "task" (one random label per word type), "none", or "auto" ("task"
+        when every input is a single word, else "shuffled").
+    types: (n,) the word type of each input for control="task" (default: the texts of an
+        Activations run).
     dropna: drop inputs with a missing label (counted in `n_dropped`) instead of failing.
     drop_rare: drop the inputs of classes with fewer than n_folds members (counted in
         `n_dropped`, listed in params["dropped_classes"]) instead of failing.
-    max_iter, tol: per-fit L-BFGS iteration cap and max-|gradient| stopping test.
+    max_iter, tol: per-fit L-BFGS iteration cap and stopping test max|gradient| <= tol * loss
+        (in the solver's whitened coordinates: stricter than sklearn's max|gradient| <= tol).
     progress: called as progress(fits_done, fits_total, message).
     Returns a ProbeResult with metric "accuracy" and chance = majority-class share.
     """
     items = layer_items(layers)
     raw = np.asarray(labels)
     check_layer_shapes(items, len(raw))
+    all_types = input_types(layers, types, len(raw))
+    control = resolve_control(control, all_types)
     kept, keep = drop_missing(raw, dropna, "labels")
     n_missing = int((~keep).sum())
     n_folds = check_int("n_folds", n_folds, low=2)
@@ -277,14 +290,16 @@ def probe_accuracy_by_layer(
     from sklearn.model_selection import StratifiedKFold
 
     folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(n), codes))
-    tasks = [codes] + ([np.random.default_rng(seed).permutation(codes)] if control else [])
+    kept_types = all_types[keep] if all_types is not None else None
+    control_codes = control_values(codes, control, seed, kept_types)
+    tasks = [codes] + ([control_codes] if control_codes is not None else [])
     started = time.perf_counter()
     accuracy, n_iter, converged = _fit_logistic_layers(
         items, keep, folds, np.stack(tasks, axis=1), K, C, max_iter, tol, pick_device(device), progress
     )
     if not converged.all():
         logger.warning(
-            "%d of %d logistic fits did not converge within max_iter=%d (max|grad| > tol=%g); "
+            "%d of %d logistic fits did not converge within max_iter=%d (max|grad| > tol * loss, tol=%g); "
             "raise max_iter or lower C",
             int((~converged).sum()),
             converged.size,
@@ -305,7 +320,7 @@ def probe_accuracy_by_layer(
         "C": C,
         "n_folds": n_folds,
         "seed": int(seed),
-        "control": bool(control),
+        "control": control,
         "dropna": bool(dropna),
         "max_iter": int(max_iter),
         "tol": tol,
@@ -315,11 +330,18 @@ def probe_accuracy_by_layer(
         "n_classes": K,
         "classes": [str(c) for c in classes],
         "folds": "StratifiedKFold(shuffle=True, random_state=seed)",
-        "control_labels": "numpy.random.default_rng(seed).permutation(labels)",
+        "control_labels": CONTROL_LABELS[control],
+        "n_types": int(len(np.unique(kept_types.astype(str)))) if control == "task" else None,
         "solver": "batched L-BFGS (torch, float64), features standardised on each training split",
+        "stopping": "max|gradient| <= tol * loss (whitened coordinates), or a relative decrease "
+        "below 64 eps three times running, or max_iter",
         "version": PROBE_VERSION,
     }
-    control_scores = accuracy[..., 1] if control else np.full(accuracy.shape[:2], np.nan)
+    has_control = len(tasks) > 1
+    control_scores = accuracy[..., 1] if has_control else np.full(accuracy.shape[:2], np.nan)
+    details = {"n_iter": n_iter[..., 0], "converged": converged[..., 0]}
+    if has_control:
+        details.update(control_n_iter=n_iter[..., 1], control_converged=converged[..., 1])
     return make_result(
         [name for name, _ in items],
         accuracy[..., 0],
@@ -329,5 +351,5 @@ def probe_accuracy_by_layer(
         n=n,
         n_dropped=int((~keep).sum()),
         params=params,
-        details={"n_iter": n_iter[..., 0], "converged": converged[..., 0]},
+        details=details,
     )

@@ -11,7 +11,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-PROBE_VERSION = 1  # bump when a change alters stored results
+# bump when a change alters stored results; 2: the gradient test relative to the loss, named controls
+PROBE_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,15 +20,16 @@ class ProbeResult:
     """Held-out probe scores for every layer of one run, with the control task.
 
     Arrays are float64 in `layer_names` order. Standard deviations are over folds
-    (ddof=0, as `cross_val_score(...).std()`). With `control=False` the control
-    arrays are NaN.
+    (ddof=0, as `cross_val_score(...).std()`). The control is named in
+    params["control"] ("shuffled", "task"; core.analysis.probes.controls); with
+    "none" the control arrays are NaN.
     """
 
     layer_names: tuple[str, ...]  # probed layers, in the order given
     mean: np.ndarray  # (n_layers,) mean held-out score over folds
     std: np.ndarray  # (n_layers,) std of the held-out score over folds
     scores: np.ndarray  # (n_layers, n_folds) held-out score of each fold
-    control_mean: np.ndarray  # (n_layers,) the same for shuffled labels
+    control_mean: np.ndarray  # (n_layers,) the same for the control task
     control_std: np.ndarray  # (n_layers,)
     control_scores: np.ndarray  # (n_layers, n_folds)
     chance: float  # majority-class share (accuracy); 0.0 for R^2 (predicting the mean)
@@ -44,7 +46,7 @@ class ProbeResult:
 
     @property
     def selectivity(self) -> np.ndarray:
-        """(n_layers,) score minus control score (Hewitt & Liang 2019)."""
+        """(n_layers,) score minus the score of the control in params["control"] (Hewitt & Liang 2019)."""
         return self.mean - self.control_mean
 
     def to_frame(self) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Features are standardised on each training split and alpha is chosen among `alphas`
 on the training split by exact leave-one-out error (what `RidgeCV(alphas)` does by
 default), over `KFold(n_folds, shuffle=True, random_state=seed)` folds; every layer
-of one width and both tasks (targets, shuffled targets) are solved together.
+of one width and both tasks (targets, control targets) are solved together.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.analysis.probes.controls import CONTROL_LABELS, control_values, input_types, resolve_control
 from core.analysis.probes.inputs import check_finite, check_layer_shapes, layer_items, width_batches
 from core.analysis.probes.labels import check_folds, drop_missing, numeric_targets
 from core.analysis.probes.result import PROBE_VERSION, ProbeResult, make_result
@@ -107,7 +108,8 @@ def probe_r2_by_layer(
     *,
     n_folds: int = 5,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
-    control: bool = True,
+    control: str | bool = "auto",
+    types: Sequence[str] | None = None,
     seed: int = 0,
     dropna: bool = False,
     device: str | torch.device | None = None,
@@ -120,13 +122,18 @@ def probe_r2_by_layer(
     chosen among `alphas` on the training split by exact leave-one-out error, as
     `make_pipeline(StandardScaler(), RidgeCV(alphas))`; folds are
     `KFold(n_folds, shuffle=True, random_state=seed)`.
-    control: also fit on targets shuffled with the seed.
+    control: "shuffled", "task" (one target per word type, drawn from the targets), "none",
+        or "auto" ("task" when every input is a single word, else "shuffled"); see
+        core.analysis.probes.controls. types: (n,) word type of each input for "task"
+        (default: the texts of an Activations run).
     progress: called as progress(steps_done, steps_total, message).
     Returns a ProbeResult with metric "r2", chance 0.0 and details["alpha"] (n_layers, n_folds).
     """
     items = layer_items(layers)
     raw = np.asarray(targets)
     check_layer_shapes(items, len(raw))
+    all_types = input_types(layers, types, len(raw))
+    control = resolve_control(control, all_types)
     kept, keep = drop_missing(raw, dropna, "targets")
     values = numeric_targets(kept)
     n = len(values)
@@ -144,9 +151,8 @@ def probe_r2_by_layer(
     from sklearn.model_selection import KFold
 
     folds = list(KFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
-    tasks = [values]
-    if control:
-        tasks.append(np.random.default_rng(seed).permutation(values))
+    control_targets = control_values(values, control, seed, all_types[keep] if all_types is not None else None)
+    tasks = [values] + ([control_targets] if control_targets is not None else [])
     device = pick_device(device)
     Y = torch.as_tensor(np.stack(tasks, axis=1), dtype=torch.float64, device=device)  # (n, T)
     alphas_t = torch.as_tensor(alpha_values, dtype=torch.float64, device=device)
@@ -176,10 +182,10 @@ def probe_r2_by_layer(
         "alphas": [float(a) for a in alpha_values],
         "n_folds": n_folds,
         "seed": int(seed),
-        "control": bool(control),
+        "control": control,
         "dropna": bool(dropna),
         "folds": "KFold(shuffle=True, random_state=seed)",
-        "control_labels": "numpy.random.default_rng(seed).permutation(targets)",
+        "control_labels": CONTROL_LABELS[control],
         "solver": "ridge, alpha by exact leave-one-out on the training split (float64)",
         "version": PROBE_VERSION,
     }

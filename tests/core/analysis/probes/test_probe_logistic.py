@@ -41,6 +41,30 @@ def test_probe_accuracy__matches_sklearn_on_make_classification(n_classes, C, sk
     assert result.mean[0] > result.chance + 0.15  # a problem with signal, not a trivial one
 
 
+def _weak_signal(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) offset Gaussian features with a weak class signal in 3 of them, and k balanced-ish classes."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) + 0.3 * rng.normal(size=(1, d))
+    y = rng.integers(0, k, size=n)
+    X[:, :3] += 0.5 * y[:, None]
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "n, d, k, seed", [(120, 200, 3, 0), (120, 200, 3, 7), (120, 200, 4, 7), (120, 200, 2, 2), (1000, 50, 3, 0)]
+)
+def test_probe_accuracy__labels_and_shuffled_control_match_converged_sklearn(n, d, k, seed, sklearn_accuracy):
+    """Shuffled labels with d > n are nearly separable: a loose stop leaves held-out predictions unsettled."""
+    X, y = _weak_signal(n, d, k, seed)
+    result = probe_accuracy_by_layer({"x": X}, y, seed=seed, control="shuffled")
+    shuffled = np.random.default_rng(seed).permutation(y)  # the probe's control labels
+    main = sklearn_accuracy(X, y, seed=seed, tol=1e-10)
+    control = sklearn_accuracy(X, shuffled, seed=seed, strata=y, tol=1e-10)  # on the probe's folds
+    assert abs(result.mean[0] - main.mean()) * 100 <= 1.0
+    assert abs(result.control_mean[0] - control.mean()) * 100 <= 1.0
+    assert result.details["converged"].all() and result.details["control_converged"].all()
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_logistic_objective__decision_values_match_sklearn(n_classes):
     """The optimum itself (not only the accuracy): sklearn's penalty and binary/multinomial convention."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analysis.probes import ProbeResult, cached, probe_accuracy_by_layer, probe_by_layer_cached
+from core.analysis.probes import PROBE_VERSION, ProbeResult, cached, probe_accuracy_by_layer, probe_by_layer_cached
 from core.errors import LayerscopeError
 from core.store import Store
 
@@ -57,7 +57,8 @@ def test_probe_by_layer_cached__reads_an_entry_in_the_layout_before_the_codec(tm
     result = probe_accuracy_by_layer({"l0": X}, table["topic"].to_numpy())
     params = {  # the key today's probe_by_layer_cached builds for its defaults
         "run": acts.key, "column": "topic", "task": "classification", "layers": ["l0"], "n_folds": 5, "seed": 0,
-        "control": True, "dropna": False, "version": 1, "C": 1.0, "max_iter": 1000, "tol": 1e-4, "drop_rare": False,
+        "control": "shuffled", "dropna": False, "version": PROBE_VERSION, "C": 1.0, "max_iter": 1000, "tol": 1e-4,
+        "drop_rare": False,
     }
     arrays = {"scores": result.scores, "control_scores": result.control_scores}
     arrays.update({f"details__{key}": value for key, value in result.details.items()})
@@ -98,3 +99,31 @@ def test_probe_by_layer_cached__minilm_continent_of_cities_matches_sklearn(minil
     for i, layer in enumerate(acts.layer_names):
         reference = sklearn_accuracy(np.asarray(acts[layer]), acts.labels("continent"))
         assert abs(result.mean[i] - reference.mean()) * 100 <= 1.0, layer
+
+
+@pytest.mark.slow
+def test_probe_by_layer_cached__minilm_tokens_run_of_repeated_words_uses_the_task_control(
+    minilm, store, tmp_path, sklearn_accuracy
+):
+    import core
+    from core.analysis.probes.controls import control_values, word_types
+
+    words = core.load_dataset("demo:words", limit=30).table[["text", "polarity"]]
+    csv = tmp_path / "words.csv"
+    pd.concat([words] * 3, ignore_index=True).to_csv(csv, index=False)  # a user's list where words recur
+    acts = core.extract(minilm, core.load_dataset(csv), layers="all", pooling="tokens", store=store)
+    task = probe_by_layer_cached(acts, "polarity", store)  # single words: the control task by default
+    shuffled = probe_by_layer_cached(acts, "polarity", store, control="shuffled")
+    assert task.params["control"] == "task" and task.params["n_types"] == 30
+    np.testing.assert_allclose(task.selectivity, task.mean - task.control_mean)
+    np.testing.assert_array_equal(task.scores, shuffled.scores)
+    # a word's occurrences are identical inputs with one control label: the probe memorises them
+    assert task.control_mean.min() > 0.8 and shuffled.control_mean.max() < 0.7
+    assert (task.selectivity < shuffled.selectivity).all()
+    labels = acts.labels("polarity")
+    codes = np.unique(labels, return_inverse=True)[1]
+    control = control_values(codes, "task", 0, word_types(acts.texts))
+    for i, layer in enumerate(acts.layer_names):  # the control converges as sklearn's does
+        X = acts.pooled(layer)
+        reference = sklearn_accuracy(X, control, strata=codes, tol=1e-10)
+        assert abs(task.control_mean[i] - reference.mean()) * 100 <= 1.0, layer
