@@ -26,10 +26,14 @@ system-deps:
 
 setup: $(STAMP) system-deps
 
+# the demo's light part: the runs the first pages open on (LAYERSCOPE_DEMO_SIZE=test: fewer inputs)
 demo: setup
 	$(PY) -m core demo
 
+# the server, once the light part is there; the demo's heavy part (SAEs, geometry, smollm2, the untrained
+# twin) starts in the background as soon as the server answers, and reports to <workspace>/demo/progress.json
 run: demo
+	$(PY) -m core demo --heavy --detach --after http://$(HOST):$(PORT)/_stcore/health
 	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 test: setup

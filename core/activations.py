@@ -2,7 +2,7 @@
 
 A run folder holds::
 
-    meta.json         model, dataset, layers, pooling, dtype, shapes, checksums
+    meta.json         model, dataset, layers, pooling, dtype, shapes, checksums, the user's name for the run
     table.parquet     one row per input: the input text (or image reference) and labels
     layers/NNN.npy    one array per layer; (n_inputs, d) when pooled,
                       (n_tokens, d) for pooling="tokens" (inputs concatenated in order)
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from core.data.naming import display_name
 from core.errors import LayerscopeError
 from core.tokens import TOKEN_MARKS, display_tokens  # noqa: F401 - public here too
 
@@ -40,8 +41,8 @@ class Activations:
 
     def __repr__(self) -> str:
         return (
-            f"Activations(key={self.key!r}, model={self.model_name!r}, dataset={self.dataset_name!r}, "
-            f"layers={len(self.layer_names)}, pooling={self.pooling!r}, n_inputs={self.n_inputs})"
+            f"Activations(key={self.key!r}, name={self.name!r}, model={self.model_name!r}, "
+            f"dataset={self.dataset_name!r}, layers={len(self.layer_names)}, pooling={self.pooling!r}, n_inputs={self.n_inputs})"
         )
 
     # ----- identity ----------------------------------------------------------
@@ -66,7 +67,18 @@ class Activations:
         return self.meta["model"]["name"]
 
     @property
+    def name(self) -> str | None:
+        """The user's name for the run (display only, never part of its key), or None."""
+        return self.meta.get("name") or None
+
+    @property
     def dataset_name(self) -> str:
+        """The dataset as titles show it: a bundled set's name or the user's file name."""
+        return display_name(self.meta["dataset"]["name"])
+
+    @property
+    def dataset_spec(self) -> str:
+        """Where `core.load_dataset` reads the inputs again: a bundled set's name or a path."""
         return self.meta["dataset"]["name"]
 
     @property

@@ -3,7 +3,8 @@
     python -m core extract --model minilm --data demo:sentences --layers all --pooling mean
     python -m core ls [--json]
     python -m core layers --model smollm2 [--all]
-    python -m core demo          # prepare the demo workspace the dashboard opens on
+    python -m core demo          # prepare the demo workspace the dashboard opens on (the light part)
+    python -m core demo --heavy  # and the rest: SAEs, geometry, smollm2, the untrained twin
     python -m core report --model minilm --data demo:cities --out report/
     python -m core figure --from report/figures/03-probe-minilm-country.json
 
@@ -19,12 +20,6 @@ import sys
 from collections.abc import Sequence
 
 from core.errors import LayerscopeError
-
-DEMO_RUNS = (
-    ("minilm", "demo:sentences", "mean"),
-    ("minilm", "demo:sentences", "tokens"),
-    ("minilm", "demo:cities", "mean"),
-)
 
 
 def _add_workspace(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(layers)
 
     demo = commands.add_parser("demo", help="prepare the demo workspace (bundled models on demo data)")
+    demo.add_argument("--heavy", action="store_true",
+                      help="prepare the rest (geometry, SAEs, smollm2, untrained twin), reporting to "
+                      "<workspace>/demo/progress.json")
+    demo.add_argument("--detach", action="store_true", help="with --heavy: run it in a background process")
+    demo.add_argument("--after", metavar="URL", help="with --heavy: start once URL answers (the dashboard's health "
+                      "check) and stop when it no longer does")
+    demo.add_argument("--size", help="full (default) or test (fewer inputs, shorter SAE training); "
+                      "default $LAYERSCOPE_DEMO_SIZE")
     _add_workspace(demo)
 
     report = commands.add_parser(
@@ -200,6 +203,7 @@ def _human(n: float) -> str:
 
 
 def cmd_ls(args) -> int:
+    from core.data.naming import display_name
     from core.store import Store
 
     store = Store(args.workspace)
@@ -207,8 +211,10 @@ def cmd_ls(args) -> int:
     rows = [
         {
             "key": run["key"],
+            "name": run.get("name") or "",
             "model": run["model"]["name"],
             "dataset": run["dataset"]["name"],
+            "dataset_name": display_name(run["dataset"]["name"]),
             "layers": len(run["layers"]),
             "pooling": run["pooling"],
             "shape": [run["n_rows"], max(run["dims"].values())],
@@ -225,14 +231,15 @@ def cmd_ls(args) -> int:
         return 0
     # columns as wide as their longest entry: model names (paths, "(untrained, seed 0)") are never cut
     wm = max(5, *(len(r["model"]) for r in rows))
-    wd = max(7, *(len(r["dataset"]) for r in rows))
-    print(f"{'key':20}  {'model':{wm}}  {'dataset':{wd}}  {'layers':>6}  {'pooling':7}  {'shape':>12}  {'size':>8}  "
-          "created")
+    wd = max(7, *(len(r["dataset_name"]) for r in rows))
+    wn = max(4, *(len(r["name"]) for r in rows))
+    print(f"{'key':20}  {'name':{wn}}  {'model':{wm}}  {'dataset':{wd}}  {'layers':>6}  {'pooling':7}  {'shape':>12}  "
+          f"{'size':>8}  created")
     for r in rows:
         shape = f"{r['shape'][0]}x{r['shape'][1]}"
         print(
-            f"{r['key']:20}  {r['model']:{wm}}  {r['dataset']:{wd}}  {r['layers']:>6}  {r['pooling']:7}  "
-            f"{shape:>12}  {_human(r['bytes']):>8}  {r['created']}"
+            f"{r['key']:20}  {r['name']:{wn}}  {r['model']:{wm}}  {r['dataset_name']:{wd}}  {r['layers']:>6}  "
+            f"{r['pooling']:7}  {shape:>12}  {_human(r['bytes']):>8}  {r['created']}"
         )
     return 0
 
@@ -251,23 +258,58 @@ def cmd_layers(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Extract the demo runs the dashboard opens on (seconds on a CPU; skipped when present)."""
-    from core.extract import extract
-    from core.models import load_model
+    """Prepare the demo workspace: the light part (the runs the dashboard opens on), or with --heavy the rest."""
+    from core import demo
     from core.store import Store
 
     store = Store(args.workspace)
-    models = {}
-    for model_name, data, pooling in DEMO_RUNS:
-        if model_name not in models:
-            models[model_name] = load_model(model_name, workspace=store.root)
-        bar, progress = _bar(f"{model_name} on {data} ({pooling})")
-        try:
-            acts = extract(models[model_name], data, layers="all", pooling=pooling, store=store, progress=progress)
-        finally:
+    size = demo.demo_size(args.size)
+    if args.heavy:
+        return _demo_heavy(args, store, size)
+    if args.detach or args.after:
+        raise LayerscopeError("--detach and --after go with --heavy")
+    bars = []
+
+    def progress_for(step):
+        bar, progress = _bar(step.title)
+        bars.append(bar)
+        return progress
+
+    try:
+        prepared = demo.prepare_light(store, size=size, progress_for=progress_for)
+    finally:
+        for bar in bars:
             bar.close()
-        print(f"{acts.key}  {model_name} on {data} ({pooling})")
+    for step in demo.steps("light"):
+        print(f"{prepared[step.name]['key']}  {step.title}")
     print(f"demo workspace ready: {store.root}")
+    return 0
+
+
+def _demo_heavy(args, store, size) -> int:
+    """The heavy part: here (a line per step), or started in the background with --detach."""
+    from core import demo_background
+    from core.demo_progress import LOG_PATH, progress_path
+
+    if args.detach:
+        pid = demo_background.start_heavy(store, size=size, after=args.after)
+        if pid is None:
+            print(f"the rest of the demo is already being prepared; progress: {progress_path(store.root)}")
+        else:
+            print(f"preparing the rest of the demo in the background (pid {pid}); log: {store.root / LOG_PATH}")
+        return 0
+    with demo_background.heavy_lock(store) as held:
+        if not held:
+            print(f"another process is preparing the demo in {store.root}", file=sys.stderr)
+            return 0
+        progress = demo_background.prepare_heavy(store, size=size, after=args.after)
+    for step in progress.steps:
+        took = f" in {step.seconds:.0f} s" if step.seconds is not None else ""
+        print(f"{step.state:8} {step.title}{took}" + (f": {step.error}" if step.error else ""))
+    if progress.state != "done":
+        print(f"error: preparing the demo {progress.state}: {progress.error}", file=sys.stderr)
+        return 1
+    print(f"demo ready in {progress.elapsed():.0f} s: {store.root}")
     return 0
 
 

@@ -11,8 +11,9 @@ Keys are hashes of every input that changes a result plus `FORMAT_VERSION`.
 Entries are written under a temporary name and renamed when complete (core.atomic),
 so a reader never sees half an entry. Every complete entry lists the sha256 of its
 files in meta.json; opening an entry checks them (once per process per file
-version) and raises `DamagedEntryError` on a mismatch. Nothing is pickled:
-arrays are `.npy` read with `allow_pickle=False`, metadata is JSON. Results are
+version) and raises `DamagedEntryError` on a mismatch. A run may carry a name the
+user gave it (`rename_run`): display only, kept in its meta.json, never part of its key.
+Nothing is pickled: arrays are `.npy` read with `allow_pickle=False`, metadata is JSON. Results are
 dataclasses stored through one codec (core.codec) by `Store.cached`/`lookup`/`save`.
 """
 
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WORKSPACE_ENV = "LAYERSCOPE_WORKSPACE"
+RUN_NAME_MAX = 80  # characters of a run's name: one line in a picker
 
 
 def default_workspace() -> Path:
@@ -88,6 +90,18 @@ def _complete_entries(parent: Path) -> list[dict[str, Any]]:
         entries.append({**meta, "key": folder.name, "path": str(folder)})
     entries.sort(key=lambda m: m.get("created", ""), reverse=True)
     return entries
+
+
+def check_run_name(name: Any) -> str | None:
+    """A run's display name, stripped: None or blank for no name; one line of at most RUN_NAME_MAX characters."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise LayerscopeError(f"name={name!r} must be text (or None to remove the run's name)")
+    name = name.strip()
+    if len(name) > RUN_NAME_MAX or any(ord(c) < 32 for c in name):
+        raise LayerscopeError(f"name={name!r} must be one line of at most {RUN_NAME_MAX} characters")
+    return name or None
 
 
 class Store:
@@ -152,6 +166,27 @@ class Store:
         for run in runs:
             run["bytes"] = sum(p.stat().st_size for p in Path(run["path"]).rglob("*") if p.is_file())
         return runs
+
+    def rename_run(self, key: str, name: str | None) -> dict[str, Any]:
+        """Name run `key` for display (None or blank: remove its name); returns its metadata.
+
+        The name lives in the run's meta.json (not covered by its checksums), so the key,
+        the arrays and every result keyed by the run stay as they are.
+        """
+        name = check_run_name(name)
+        meta_path = self.run_dir(key) / "meta.json"
+        with self.lock(key):  # an extraction of the same key holds it while it writes meta.json
+            if not meta_path.is_file():
+                raise LayerscopeError(
+                    f"run {key!r} is not in the workspace {self.root}; list the runs with `python -m core ls`"
+                )
+            meta = read_json(meta_path)
+            if name:
+                meta["name"] = name
+            else:
+                meta.pop("name", None)
+            write_json_atomic(meta_path, meta)
+        return meta
 
     def delete_run(self, key: str) -> None:
         for folder in (self.run_dir(key), self.partial_dir(key)):

@@ -17,9 +17,12 @@ from core.analysis import features as ft
 from core.analysis import sae as sae_core
 from core.analysis.features import FeatureMatching, FeatureStats
 from core.analysis.geometry import GeometryResult, geometry_by_layer
+from core.analysis.probes import probe_by_layer_cached
 from core.analysis.sae import SAEConfig, StoredSAE
+from core.analysis.similarity import SimilarityResult
 from core.errors import LayerscopeError
-from core.progress import Progress
+from core.progress import Progress, report
+from core.recipes.similarity import similarity_of_runs
 from dashboard import cached, cached_sae, state
 
 TEXT_MODELS = ("minilm", "smollm2")  # bundled text models offered as comparison partners
@@ -68,6 +71,29 @@ def make_digits_pair() -> tuple[str, str]:
     cached.list_runs.clear()
     state.set_run_key(keys[0])
     return keys[0], keys[1]
+
+
+# ----- compare ---------------------------------------------------------------------------------------
+def compute_similarity(key_a: str, key_b: str, metric: str, params: Mapping[str, Any], *, rows: str = "inputs",
+                       progress: Progress | None = None) -> SimilarityResult:
+    """Every layer pair of two runs under `metric`, into the store (instant when stored; rows: "inputs"/"tokens")."""
+    return similarity_of_runs(cached.store(), cached.open_run(key_a), cached.open_run(key_b), metric, params,
+                              rows=rows, progress=progress)
+
+
+def compute_probe_curves(run_keys: Sequence[str], column: str, progress: Progress | None = None) -> None:
+    """The probes Compare's depth curves read (as the recipe asks for them), into the store, one run after another."""
+    for i, key in enumerate(run_keys):
+        acts = cached.open_run(key)
+
+        def step(done: int, total: int, what: str = "", i: int = i, model: str = acts.model_name) -> None:
+            share = 1000 * done // max(total, 1)  # runs differ in layers: count thousandths of each run
+            how_far = what.rsplit(": ", 1)[-1]  # "12/70 fits done", without the list of layers before it
+            report(progress, 1000 * i + share, 1000 * len(run_keys), f"run {i + 1} of {len(run_keys)}, {model}: "
+                   f"{how_far}")
+
+        probe_by_layer_cached(acts, column, cached.store(), task="auto", control="auto", dropna=True,
+                              drop_rare=True, progress=step)
 
 
 # ----- geometry --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from dashboard import jobs, widgets
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
-st.set_page_config(page_title="Layerscope", page_icon=str(ASSETS / "icon.svg"), layout="wide")
+st.set_page_config(page_title="Layerscope", page_icon=str(ASSETS / "icon.svg"), layout="wide",
+                   initial_sidebar_state=widgets.SIDEBAR_WIDTH)
 st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"))
 widgets.inject_css()
 jobs.start_umap_warmup()

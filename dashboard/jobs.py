@@ -74,7 +74,7 @@ class JobBoard:
         try:
             work(job)
             job.state = "done"
-        except Exception as err:  # reported on the page that waits for it
+        except Exception as err:  # reported on the page that waits for it  # noqa: BLE001
             job.state = "failed"
             job.error = str(err) or type(err).__name__
             logger.error("job %s failed:\n%s", job.key, traceback.format_exc())

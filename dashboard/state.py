@@ -66,10 +66,14 @@ def _per_item(prefix: str) -> Callable[[Any], str]:
 
 class Workspace:
     RUNS_TABLE = "runs_table"
+    RUN_NAME = "workspace_run_name"  # str: the name given to the next extraction
+    RENAME_FORM = "workspace_rename"
+    rename = _per_item("workspace_rename")  # a stored run's name field, per run key
 
 
 class Explorer:
     SELECTED = "explorer_selected"  # int: the input clicked on the map
+    REGION = "explorer_region"  # {"run": run key, "rows": [int]}: the inputs a box or lasso picked on the map
     MAP = "explorer_map"
     ANIMATION = "explorer_animation"
 
@@ -92,6 +96,14 @@ class Compare:
     CELL = "compare_cell"  # (layer of A, layer of B) clicked on the heatmap
     SELECTION = "compare_selection"  # list of input rows selected on either map
     PROBE_CURVES = "compare_probe_curves"
+    SHOWN_A = "compare_shown_a"  # key of the run the page last showed as model A
+    MODEL_B = "compare_model_b"  # key of the run picked as model B
+    MODEL_B_NEXT = "compare_model_b_next"  # key of a run just extracted, made model B on the next run
+    POOL_TOKENS = "compare_pool_tokens"  # bool: per-token runs enter as each input's mean token vector
+    STOPPED = "compare_stopped"  # the similarity request cancelled, and how far it got
+    PROBES_STOPPED = "compare_probes_stopped"  # the probe-curve request cancelled
+    PROBES_COMPUTED = "compare_probes_requested"  # set of (run keys, label column) probed in this session
+    EXTRACT_STOPPED = "compare_extract_stopped"  # the extraction cancelled (its finished batches are kept)
     map = _per_item("compare_map")  # the map of side "a" or "b"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 import core
+from core.data.naming import display_name
 from core.errors import LayerscopeError
 from core.progress import Progress
 from core.runs import is_untrained
@@ -18,6 +19,11 @@ from dashboard import cached, state
 CSS = Path(__file__).resolve().parents[1] / "assets" / "style.css"
 DEMO_RUN = ("minilm", "demo:sentences", "mean")  # the run pages open first when the workspace has it
 WORKSPACE_PAGE = "views/workspace.py"
+# px: wide enough for "minilm · demo:sentences · mean-pooled · 864 inputs" in the sidebar's select boxes
+SIDEBAR_WIDTH = 440
+PICKER_FITS = 50  # characters of a run label the sidebar's select box shows whole at SIDEBAR_WIDTH
+POOLING_WORDS = {"mean": "mean-pooled", "max": "max-pooled", "first": "first token", "last": "last token",
+                 "tokens": "per-token"}
 
 
 def inject_css() -> None:
@@ -97,9 +103,20 @@ def workspace_runs(*, empty: str = "No runs yet: extract activations first.") ->
 
 
 def describe_run(run: Mapping[str, Any]) -> str:
-    """One line naming a run: model · dataset · inputs · pooling · layers."""
-    return (f"{run['model']['name']} · {run['dataset']['name']} · {run['n_inputs']:,} inputs · {run['pooling']} · "
-            f"{len(run['layers'])} layers")
+    """One line telling a run apart: its name (if given) — model · dataset · pooling · inputs.
+
+    Most telling first, so that where a narrow box cuts the end, what is left still differs.
+    """
+    what = (f"{run['model']['name']} · {display_name(run['dataset']['name'])} · "
+            f"{POOLING_WORDS.get(run['pooling'], run['pooling'])} · {run['n_inputs']:,} inputs")
+    name = run.get("name")
+    return f"{name} — {what}" if name else what
+
+
+def run_details(run: Mapping[str, Any], *, label: bool = True) -> str:
+    """Everything that tells a run apart, for a caption that wraps instead of cutting: describe_run, layers, key."""
+    details = f"{len(run['layers'])} layers · run {run['key'][:8]}"
+    return f"{describe_run(run)} · {details}" if label else details
 
 
 def _default_run(runs: list[dict]) -> str:
@@ -126,8 +143,11 @@ def run_picker(*, where: Callable[[dict], bool] | None = None, label: str = "Run
         keys,
         index=keys.index(current),
         format_func=lambda k: describe_run(by_key[k]),
-        help="Runs are extractions stored in the workspace; add one on the Workspace page.",
+        help="Runs are extractions stored in the workspace: name · model · dataset · pooling · inputs. "
+        "Add one, or name one, on the Workspace page.",
     )
+    # a label too long for the box (long names) is cut there: the caption repeats it whole
+    st.sidebar.caption(run_details(by_key[chosen], label=len(describe_run(by_key[chosen])) > PICKER_FITS))
     state.set_run_key(chosen)
     return by_key[chosen]
 

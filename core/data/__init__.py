@@ -2,7 +2,9 @@
 
 `load_dataset(spec, text_column=..., label_columns=...)` returns a `Dataset`:
 one row per input in `table` (text or image reference plus labels) and a
-content fingerprint that goes into every store key built from it.
+content fingerprint that goes into every store key built from it. A dataset is
+shown by its `display_name` (a bundled set's name, or the user's file name) and
+keyed by its content (`identity`), wherever it was read from (core.data.naming).
 
 Specs:
     demo:sentences, demo:cities, demo:words, demo:digits   bundled, offline
@@ -13,12 +15,14 @@ Specs:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.data.naming import dataset_identity, display_name
 from core.errors import LayerscopeError
 from core.validation import check_int
 
@@ -44,9 +48,19 @@ class Dataset:
         return len(self.table)
 
     @property
+    def display_name(self) -> str:
+        """The name people see: a bundled set's name, or the user's file or folder name."""
+        return display_name(self.name)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What a store key takes from the dataset: its content fingerprint (see core.data.naming)."""
+        return dataset_identity(self.name, self.fingerprint)
+
+    @property
     def texts(self) -> list[str]:
         if self.text_column is None:
-            raise LayerscopeError(f"dataset {self.name!r} has no text column")
+            raise LayerscopeError(f"dataset {self.display_name!r} has no text column")
         return self.table[self.text_column].tolist()
 
     def load_images(self, indices) -> list:
@@ -86,7 +100,7 @@ def load_dataset(
     """Load a bundled demo set or a file/folder as a `Dataset`.
 
     text_column: column holding the inputs; default "text" if present, else
-        the first column of strings.
+        the first column of strings (refused when that is one of `label_columns`).
     label_columns: columns offered as labels; default every other column.
     limit: keep only the first `limit` rows.
     """
@@ -116,16 +130,17 @@ def load_dataset(
         images = None
         modality = "text"
         description = f"{path.name}: {len(table)} rows"
+    shown = display_name(spec_str)  # messages name the user's file, not a workspace path
     if limit is not None:
         limit = check_int("limit", limit, low=1)
         table = table.iloc[:limit].reset_index(drop=True)
         images = images[:limit] if images is not None else None
     if len(table) == 0:
-        raise LayerscopeError(f"dataset {spec_str!r} is empty; it needs at least one row")
-    text_column = _pick_text_column(table, text_column, spec_str, required=modality == "text")
-    label_columns = _pick_label_columns(table, label_columns, text_column, spec_str)
+        raise LayerscopeError(f"dataset {shown!r} is empty; it needs at least one row")
+    text_column = _pick_text_column(table, text_column, shown, required=modality == "text", labels=label_columns)
+    label_columns = _pick_label_columns(table, label_columns, text_column, shown)
     if modality == "text":
-        _check_texts(table[text_column], text_column, spec_str)
+        _check_texts(table[text_column], text_column, shown)
     table = table[[c for c in [text_column, *label_columns] if c is not None]].reset_index(drop=True)
     extra = images.tobytes() if images is not None else b""
     return Dataset(
@@ -151,7 +166,7 @@ def read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise LayerscopeError(
-            f"dataset file {str(path)!r} has suffix {suffix!r}; supported: {', '.join(TABLE_SUFFIXES)} "
+            f"dataset file {path.name!r} has suffix {suffix!r}; supported: {', '.join(TABLE_SUFFIXES)} "
             "or a folder of images"
         )
     try:
@@ -171,28 +186,38 @@ def read_table(path: Path) -> pd.DataFrame:
         raise
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LayerscopeError(f"could not parse dataset file {str(path)!r} as {suffix[1:]}: {first_line}") from err
+        raise LayerscopeError(f"could not parse dataset file {path.name!r} as {suffix[1:]}: {first_line}") from err
     except Exception as err:  # pyarrow raises its own error types for damaged Parquet
-        raise LayerscopeError(f"could not parse dataset file {str(path)!r} as {suffix[1:]}: {err}") from err
+        raise LayerscopeError(f"could not parse dataset file {path.name!r} as {suffix[1:]}: {err}") from err
 
 
-def _pick_text_column(table: pd.DataFrame, text_column: str | None, spec: str, *, required: bool) -> str | None:
+def _pick_text_column(
+    table: pd.DataFrame, text_column: str | None, spec: str, *, required: bool, labels: Sequence[str] | None = None
+) -> str | None:
+    """The column of inputs: the one named, else "text", else the first column of strings.
+
+    labels: the label columns the user named (None: not named); the first column of strings
+    is not taken as text when it is one of them.
+    """
+    columns = ", ".join(map(str, table.columns))
     if text_column is not None:
         if text_column not in table.columns:
-            raise LayerscopeError(
-                f"text_column={text_column!r} is not in dataset {spec!r}; "
-                f"columns are: {', '.join(map(str, table.columns))}"
-            )
+            raise LayerscopeError(f"text_column={text_column!r} is not in dataset {spec!r}; columns are: {columns}")
         return text_column
     if "text" in table.columns:
         return "text"
     for column in table.columns:
         if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
+            if labels is not None and column in list(labels):
+                raise LayerscopeError(
+                    f"dataset {spec!r} has no column named 'text', and its first column of strings, {column!r}, "
+                    f"is one of the label columns you named ({', '.join(map(str, labels))}); name the column "
+                    f"holding the inputs with text_column (--text-column) (columns are: {columns})"
+                )
             return column
     if required:
         raise LayerscopeError(
-            f"dataset {spec!r} has no column of text; name one with text_column "
-            f"(columns are: {', '.join(map(str, table.columns))})"
+            f"dataset {spec!r} has no column of text; name one with text_column (columns are: {columns})"
         )
     return None
 

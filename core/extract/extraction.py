@@ -42,7 +42,7 @@ def run_key(model: LoadedModel, dataset: Dataset, layers: list[str], pooling: st
         {
             "what": "activations",
             "model": model.identity,
-            "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint},
+            "dataset": dataset.identity,  # its content, not where it was read from
             "layers": layers,
             "pooling": pooling,
             "dtype": dtype,

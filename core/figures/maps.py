@@ -48,7 +48,9 @@ def layer_map(
     highlight: np.ndarray | None = None,
     selected: int | None = None,
     neighbours: np.ndarray | None = None,
+    region: np.ndarray | None = None,
     title: str = "Layer map",
+    subtitle: str | None = None,
     axis_name: str = "PC",
     point_size: int = 6,
     publication: bool = False,
@@ -58,8 +60,12 @@ def layer_map(
 
     coords: (n, 2) map of all inputs; `rows` picks the drawn subset (subsample).
     labels: (n, k) table for hover text and colouring; `color_by` one of its columns.
+        Colours are assigned over all n inputs, so a category or a value keeps its colour
+        whichever rows are drawn (a filter or a subsample).
     highlight: (n,) bool, inputs to emphasise (search matches).
     selected / neighbours: an input and its nearest neighbours in the full space.
+    region: rows picked by a box or lasso on the map, outlined.
+    subtitle: a second title line (what the drawn rows are filtered by).
     ranges: fixed axis ranges so maps of different layers share a frame.
     Every trace carries the input row in customdata, for click and selection.
     """
@@ -69,10 +75,11 @@ def layer_map(
     values = labels[color_by].to_numpy() if (labels is not None and color_by) else None
     hover = dict(zip(rows.tolist(), _hover(texts, labels, rows)))
     marker = {"size": point_size, "opacity": 0.8, "line": {"width": 0}}
+    continuous = values is not None and is_continuous(values)
     if values is None:
         fig.add_trace(_scatter(coords, rows, hover, "inputs", {**marker, "color": ACCENT}))
-    elif is_continuous(values):
-        numeric = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+    elif continuous:
+        numeric = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
         fig.add_trace(
             _scatter(
                 coords,
@@ -83,17 +90,20 @@ def layer_map(
                     **marker,
                     "color": numeric[rows],
                     "colorscale": CONTINUOUS,
+                    "cmin": float(np.nanmin(numeric)),
+                    "cmax": float(np.nanmax(numeric)),
                     "showscale": True,
                     "colorbar": {"title": {"text": color_by}, "thickness": 14},
                 },
+                showlegend=False,  # the colour bar names the column; the legend lists only the outlines
             )
         )
     else:
         series = pd.Series(values).astype(str)
-        counts = series.iloc[rows].value_counts()
-        keep = list(counts.index[:MAX_CATEGORIES])
+        counts = series.value_counts()
+        keep = sorted(counts.index[:MAX_CATEGORIES])
         grouped = series.where(series.isin(keep), "other")
-        for i, category in enumerate([*sorted(keep), *(["other"] if len(counts) > len(keep) else [])]):
+        for i, category in enumerate([*keep, *(["other"] if len(counts) > len(keep) else [])]):
             members = rows[grouped.iloc[rows].to_numpy() == category]
             if len(members):
                 fig.add_trace(
@@ -108,6 +118,17 @@ def layer_map(
                 {int(i): hover.get(int(i), _hover(texts, labels, [i])[0]) for i in hit},
                 f"matches ({len(hit)})",
                 {"size": point_size + 6, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#d6336c"}},
+            )
+        )
+    if region is not None and len(region):
+        picked = np.asarray(region, dtype=int)
+        fig.add_trace(
+            _scatter(
+                coords,
+                picked,
+                {int(i): hover.get(int(i), _hover(texts, labels, [i])[0]) for i in picked},
+                f"box/lasso selection ({len(picked)})",
+                {"size": point_size + 4, "color": "rgba(0,0,0,0)", "line": {"width": 1.5, "color": "#1f2430"}},
             )
         )
     if selected is not None:
@@ -131,14 +152,23 @@ def layer_map(
             )
         )
     style_figure(fig, title=title, x_title=f"{axis_name} 1", y_title=f"{axis_name} 2", publication=publication)
-    fig.update_layout(legend={"itemsizing": "constant", "title": {"text": color_by or ""}}, dragmode="pan", height=620)
+    if subtitle:
+        fig.update_layout(title_subtitle_text=subtitle)
+    if continuous:  # the colour bar holds the right edge: the outlines' legend goes in one row above the plot
+        legend = {"orientation": "h", "x": 0.0, "xanchor": "left", "y": 1.0, "yanchor": "bottom", "title": {"text": ""}}
+        fig.update_layout(margin_t=110 if subtitle else 90, title_y=0.98, title_yanchor="top")
+    else:
+        legend = {"title": {"text": color_by or ""}}
+        if subtitle:
+            fig.update_layout(margin_t=80)
+    fig.update_layout(legend={"itemsizing": "constant", **legend}, dragmode="pan", height=620)
     if ranges is not None:
         fig.update_xaxes(range=list(ranges[0]))
         fig.update_yaxes(range=list(ranges[1]))
     return fig
 
 
-def _scatter(coords, rows, hover, name, marker, legendgroup=None) -> go.Scattergl:
+def _scatter(coords, rows, hover, name, marker, legendgroup=None, showlegend=None) -> go.Scattergl:
     rows = np.asarray(rows, dtype=int)
     return go.Scattergl(
         x=coords[rows, 0],
@@ -146,6 +176,7 @@ def _scatter(coords, rows, hover, name, marker, legendgroup=None) -> go.Scatterg
         mode="markers",
         name=name,
         legendgroup=legendgroup,
+        showlegend=showlegend,
         marker=marker,
         customdata=rows,
         hovertext=[hover[int(i)] for i in rows],

@@ -27,6 +27,11 @@ def _cell_text(result: SimilarityResult) -> list[list[str]]:
     return out
 
 
+def _rows_note(result: SimilarityResult) -> str:
+    """The colour bar's note when the matrices compared had one row per token (rows of inputs need none)."""
+    return " · token rows" if result.info.get("rows") == "tokens" else ""
+
+
 def similarity_heatmap(
     result: SimilarityResult,
     *,
@@ -40,7 +45,8 @@ def similarity_heatmap(
 
     The colour bar is titled with the metric and its variant. With `trace_best`, the best B layer
     for each A layer (highest similarity; lowest for a distance) is drawn as a line of markers.
-    `selected` (layer of A, layer of B) outlines that cell. The colour scale spans the metric's
+    `selected` (layer of A, layer of B) outlines that cell; a result over token rows says so in
+    the colour bar title. The colour scale spans the metric's
     range (comparable across pairs), or with `fit_colours` the matrix's own values (contrast for
     small values such as mutual k-NN). NaN cells are left blank; their hover text gives the reason.
     """
@@ -66,7 +72,7 @@ def similarity_heatmap(
             reversescale=reverse,
             text=_cell_text(result),
             hovertemplate="%{text}<extra></extra>",
-            colorbar={"title": {"text": result.label + suffix, "side": "right"}},
+            colorbar={"title": {"text": result.label + _rows_note(result) + suffix, "side": "right"}},
             name=result.label,
         )
     )
@@ -120,7 +126,8 @@ def similarity_heatmap(
                 unselected={"marker": {"opacity": 1.0}},
             )
         )
-    subsample = f", {result.n} of {result.n_inputs} inputs" if result.n < result.n_inputs else f", {result.n} inputs"
+    unit = result.info.get("rows", "inputs")
+    subsample = f", {result.n} of {result.n_inputs} {unit}" if result.n < result.n_inputs else f", {result.n} {unit}"
     style_figure(
         fig,
         title=title or f"{result.label}: {model_a} vs {model_b}{subsample}",

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.naming import display_name
 from core.errors import LayerscopeError
 from core.export.tables import figure_table
 from core.recipes.context import Context
@@ -39,7 +40,7 @@ def legend_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         same_model = [r for r in runs if r["model"]["name"] == run["model"]["name"]]
         if len(same_model) > 1:
             same_data = len({r["dataset"]["name"] for r in same_model}) == 1
-            names[i] += f" · {run['pooling'] if same_data else run['dataset']['name']}"
+            names[i] += f" · {run['pooling'] if same_data else display_name(run['dataset']['name'])}"
     return names
 
 

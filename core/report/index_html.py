@@ -6,6 +6,8 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from core.data.naming import display_name
+
 _CSS = """
 body{font-family:Inter,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2430;padding:0 1rem}
 h1{margin-bottom:.2rem} .meta{color:#5c6477;margin-top:0} table{border-collapse:collapse;font-size:.9rem}
@@ -35,7 +37,7 @@ def index_html(manifest: Mapping[str, Any]) -> str:
         fingerprint = str(run["dataset"].get("fingerprint", ""))[:12]
         parts.append(
             f"<tr><td>{e(run['model']['name'])}</td><td><code>{e(weights)}</code></td>"
-            f"<td>{e(run['dataset']['name'])}</td><td><code>{e(fingerprint)}</code></td>"
+            f"<td>{e(display_name(run['dataset']['name']))}</td><td><code>{e(fingerprint)}</code></td>"
             f"<td>{run['dataset']['n_inputs']}</td><td>{len(run['layers'])}</td><td>{e(run['pooling'])}</td>"
             f"<td><code>{e(run['key'])}</code></td></tr>")
     parts.append("</table><h2>Figures</h2>")

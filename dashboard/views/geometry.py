@@ -10,11 +10,13 @@ from core.analysis.geometry import (
     ID_METHODS,
     PER_INPUT_METRICS,
     RESULT_METRICS,
+    geometry_by_layer,
 )
+from core.data.naming import display_name
 from core.figures.geometry import METRIC_TITLES, display_unit, metric_variant
 from core.recipes.geometry import duplicates_note
 from core.runs import TWIN_SEED
-from dashboard import actions, cached, planning, state, widgets
+from dashboard import actions, cached, demo_status, planning, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
 
 VARIANT_NAMES = {"signed": "signed (Hosseini & Fedorenko)", "abs": "abs (Skean et al.)",
@@ -28,6 +30,8 @@ widgets.page_header(
     "entropy, effective rank and anisotropy of every layer, with the spread over inputs.",
 )
 
+if (key := run_choice.choose_run(cached.list_runs(), state.run_key(), prefer=run_choice.is_tokens)) is not None:
+    state.set_run_key(key)  # the current run; on a first visit a per-token run (every metric is defined on it)
 run = widgets.run_picker()
 if run is None:
     widgets.empty_state(
@@ -44,7 +48,7 @@ runs = cached.list_runs()
 with st.sidebar:
     st.markdown("##### Geometry")
     metrics = st.multiselect(
-        "Metrics", list(GEOMETRY_METRICS), default=["curvature", "intrinsic_dimension"],
+        "Metrics", list(GEOMETRY_METRICS), default=run_choice.geometry_metrics(run),
         format_func=lambda m: METRIC_TITLES.get(m, m.replace("_", " ").capitalize()),
         help="; ".join(f"{m}: {what}" for m, what in GEOMETRY_METRICS.items()),
     )
@@ -107,6 +111,12 @@ for r in plan.untrained:
     st.caption(f"{r['model']['name']} is already an untrained model; it gets no twin.")
 requested = state.computed(state.Geometry.COMPUTED)
 
+if plan.request not in requested and demo_status.waiting_for(("geometry",), "Geometry"):
+    st.stop()
+if plan.request not in requested and not plan.missing_twins and all(  # stored (e.g. by the demo): shown at once
+        geometry_by_layer(cached.open_run(k), m, store=cached.store(), stored_only=True, **o) is not None
+        for k in plan.run_keys() for m, o in jobs):
+    requested.add(plan.request)
 if plan.request not in requested:
     st.caption(f"Computing: {plan.summary()}. Results are stored in the workspace and read back next time.")
     if not st.button("Compute geometry", type="primary", icon=":material/play_arrow:"):
@@ -151,7 +161,7 @@ with widgets.user_errors():
                     recipe.append({"name": key, "run": r["key"], "metrics": list(jobs[i][0]), "options": jobs[i][1]})
                     if is_control:
                         controls.add(key)
-            title = f"{METRIC_TITLES.get(name, name)} by layer · {run['dataset']['name']}"
+            title = f"{METRIC_TITLES.get(name, name)} by layer · {display_name(run['dataset']['name'])}"
             built = build("geometry_curves", list(dict.fromkeys(c["run"] for c in recipe)), curves=recipe, metric=name,
                           relative_depth=relative, controls=sorted(controls), title=title)
             show_built(built, key=state.Geometry.chart(name), width="stretch")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.data.demo import DEMOS
 from core.models import BUNDLED
-from dashboard import cached, widgets
+from dashboard import cached, demo_status, widgets
 
 widgets.page_header(
     "Layerscope",
@@ -19,6 +19,7 @@ left.metric("Runs in the workspace", len(runs))
 middle.metric("Bundled models", len(BUNDLED))
 right.metric("Bundled datasets", len(DEMOS))
 st.caption(f"Workspace: `{cached.store().root}`")
+demo_status.overview()
 
 if runs:
     st.page_link("views/explorer.py", label="Open the layer explorer on the demo run", icon=":material/scatter_plot:")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import cached, planning, state, widgets
+from dashboard import cached, demo_status, planning, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
 
 DEFAULT_MODEL = "smollm2"  # the bundled causal LM
@@ -19,7 +19,8 @@ widgets.page_header(
 
 runs = cached.list_runs()
 current = next((r for r in runs if r["key"] == state.run_key()), runs[0] if runs else None)
-names, default = planning.lens_models(runs, current, DEFAULT_MODEL)
+names, _ = planning.lens_models(runs, current, DEFAULT_MODEL)
+default = run_choice.lens_model(runs, state.run_key(), DEFAULT_MODEL)  # a causal LM, the current run's if it is one
 
 with st.sidebar:
     st.markdown("##### Logit lens")
@@ -46,8 +47,11 @@ if st.button("Run the logit lens", type="primary", icon=":material/play_arrow:",
     st.session_state[state.Lens.REQUEST] = (model_name, text, top_k)
 
 request = st.session_state.get(state.Lens.REQUEST)
-if request is None and planning.is_encoder(runs, model_name):  # say at once why this model cannot be read
+causal = any(run_choice.is_causal_lm(r) and r["model"]["name"] == model_name for r in runs)
+if request is None and (causal or planning.is_encoder(runs, model_name)):  # read it at once, or say why it cannot be
     request = (model_name, text, top_k)
+if request is None and model_name == DEFAULT_MODEL:  # the demo's smollm2 run may still be on its way
+    demo_status.waiting_for(("smollm2",), "The logit lens of smollm2")
 if request is None:
     widgets.empty_state("Type a text (or pick one from a run) and press Run the logit lens.")
     st.stop()

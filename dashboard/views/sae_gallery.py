@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from core.recipes.sae import sae_runs
-from dashboard import actions, cached_sae, jobs, state, widgets
+from dashboard import actions, cached_sae, demo_status, jobs, state, widgets
 from dashboard.feature_card import render_feature_card
 from dashboard.figure_export import build, show_built
 
@@ -23,6 +23,8 @@ widgets.page_header(
 )
 
 saes = cached_sae.list_saes()
+if not saes and demo_status.waiting_for(("sae",), "The feature gallery"):
+    st.stop()
 if not saes:
     widgets.empty_state("No SAEs yet: train one (or load an SAELens folder) on the Train SAE page.",
                         page="views/sae_train.py", label="Train an SAE")
@@ -44,6 +46,8 @@ with widgets.user_errors():
 if not opened:
     st.stop()
 
+if not cached_sae.stats_ready(key) and demo_status.waiting_for(("sae", "sae-seed1"), "The feature gallery"):
+    st.stop()
 if not cached_sae.stats_ready(key):
     st.caption(f"{cached_sae.describe(entry.meta)}: one pass over the run's tokens collects each latent's top "
                "examples, activation histogram, density and label association. The result is stored in the "

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.analysis.features import DEFAULT_MATCHING_VARIANT, MATCHING_VARIANTS
 from core.recipes.sae import sae_runs
-from dashboard import actions, cached_sae, state, widgets
+from dashboard import actions, cached_sae, demo_status, state, widgets
 from dashboard.feature_card import render_feature_card
 from dashboard.figure_export import build, show_built
 
@@ -19,6 +19,8 @@ widgets.page_header(
 )
 
 saes = cached_sae.list_saes()
+if len(saes) < 2 and demo_status.waiting_for(("sae", "sae-seed1", "matching"), "Feature matching"):
+    st.stop()
 if len(saes) < 2:
     widgets.empty_state(
         "Feature matching needs two SAEs trained on runs over the same inputs (two models, two layers or two "
@@ -65,6 +67,8 @@ if by_key[a].get("dataset_fingerprint") != by_key[b].get("dataset_fingerprint"):
     )
     st.stop()
 
+if not cached_sae.matching_ready(a, b, variant) and demo_status.waiting_for(("matching",), "Feature matching"):
+    st.stop()
 if not cached_sae.matching_ready(a, b, variant):
     st.caption("Encodes the same inputs with both SAEs, correlates every pair of latents and stores the result; "
                "the feature statistics of both SAEs (for the cards) are computed too if missing.")

@@ -5,10 +5,10 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory, check_tokens_run
+from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory
 from core.figures.sae import training_curves
 from core.recipes.sae import sae_runs
-from dashboard import actions, cached_sae, state, widgets
+from dashboard import actions, cached, cached_sae, demo_status, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
 
 KEYS = state.SaeTrain  # this page's widget keys
@@ -21,17 +21,14 @@ widgets.page_header(
     "there is one), evaluated on held-out inputs, stored in the workspace in SAELens' format.",
 )
 
-acts = widgets.current_run(
-    empty="No runs yet: SAEs are trained on a run extracted with pooling='tokens' — extract one on the Workspace page."
-)
-
 
 def show_saes() -> None:
     """The workspace's SAEs as a table, and the chosen one's numbers and curves."""
     saes = cached_sae.list_saes()
     st.markdown("##### SAEs in the workspace")
     if not saes:
-        st.caption("None yet: train one above, or load an SAELens folder.")
+        if not demo_status.waiting_for(("sae",), "This table, with the demo SAE's training curves,"):
+            st.caption("None yet: train one above, or load an SAELens folder.")
         return
     table = pd.DataFrame([{
         "SAE": cached_sae.describe(m),
@@ -79,12 +76,15 @@ def show_saes() -> None:
         state.set_sae_key(chosen)
 
 
-if not acts.is_tokens:
-    with widgets.user_errors():
-        check_tokens_run(acts)
-    st.page_link(widgets.WORKSPACE_PAGE, label="Extract a run with pooling='tokens'", icon=":material/arrow_forward:")
+runs = cached.list_runs()
+tokens_key = run_choice.choose_run(runs, state.run_key(), run_choice.TOKENS)
+if tokens_key is None:  # SAEs train on token activations: say which run to extract
+    current = next((r for r in runs if r["key"] == state.run_key()), runs[0] if runs else None)
+    widgets.empty_state(run_choice.TOKENS.hint(current), page=widgets.WORKSPACE_PAGE, label="Go to Workspace")
     show_saes()
     st.stop()
+state.set_run_key(tokens_key)
+acts = widgets.current_run(where=run_choice.is_tokens)
 
 layers = acts.layer_names
 with st.sidebar:

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from core.analysis.geometry import CURVATURE_VARIANTS
-from dashboard import actions, cached, state, widgets
+from dashboard import actions, cached, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
 
 widgets.page_header(
@@ -13,10 +13,11 @@ widgets.page_header(
     "at every token; and how curved that trajectory is at each layer.",
 )
 
-acts = widgets.current_run(
-    where=lambda r: r["pooling"] == "tokens",
-    empty="Trajectory needs a run extracted with pooling='tokens' — extract one on the Workspace page.",
-)
+runs = cached.list_runs()
+if (tokens_key := run_choice.choose_run(runs, state.run_key(), run_choice.TOKENS)) is not None:
+    state.set_run_key(tokens_key)
+current = next((r for r in runs if r["key"] == state.run_key()), runs[0] if runs else None)
+acts = widgets.current_run(where=run_choice.is_tokens, empty=run_choice.TOKENS.hint(current))
 
 texts = acts.texts
 lengths = acts.lengths

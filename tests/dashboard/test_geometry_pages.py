@@ -99,6 +99,9 @@ def test_geometry__pooled_run_shows_reason_for_curvature(app, tmp_path):
                  pooling="mean", store=Store(root))
     at = app("geometry.py", root)
     at.run()
+    metrics = _widget(at.sidebar.multiselect, "Metrics")
+    assert metrics.value == ["intrinsic_dimension", "dataset_entropy"]  # a pooled run opens without curvature
+    metrics.set_value(["curvature", "intrinsic_dimension"]).run()
     button(at, "Compute geometry").click().run()
     assert not at.exception
     assert any("pooling='tokens'" in w.value for w in at.warning), [w.value for w in at.warning]

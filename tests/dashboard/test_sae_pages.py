@@ -103,8 +103,9 @@ def test_train__pooled_run_is_refused_with_a_clear_message(app, tmp_path, minilm
                  store=Store(root))
     at = app("sae_train.py", root)
     at.run()
-    assert not at.exception
-    assert at.error and "pooling='tokens'" in at.error[0].value and "pooling='mean'" in at.error[0].value
+    assert not at.exception and not at.error  # what to extract, not an error
+    assert at.info and "pooling='tokens'" in at.info[0].value
+    assert "python -m core extract --model minilm --data demo:sentences --pooling tokens" in at.info[0].value
 
 
 def test_train__loads_an_saelens_folder_and_refuses_a_wrong_width(app, tokens_workspace, tmp_path):

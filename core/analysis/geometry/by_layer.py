@@ -107,8 +107,9 @@ def geometry_by_layer(
     progress: Progress | None = None,
     seed: int = 0,
     max_points: int = 5000,
+    stored_only: bool = False,
     **options: Any,
-) -> GeometryResult:
+) -> GeometryResult | None:
     """Geometry metrics for every layer of a run.
 
     acts: an `Activations` run, or {layer: (n_inputs, d) pooled array} for pooled-only use.
@@ -118,7 +119,8 @@ def geometry_by_layer(
     (the same inputs at every layer), duplicates removed and counted (`n_duplicates`).
     Options (defaults in DEFAULT_OPTIONS): curvature_variant, curvature_degenerate, id_method,
     id_fraction, entropy_alpha, entropy_variant, entropy_normalize, anisotropy_n_pairs, device.
-    With `store` (needs an Activations run) results are cached under kind "geometry".
+    With `store` (needs an Activations run) results are cached under kind "geometry"; stored_only=True
+    only looks the result up there (None when it is not stored).
     progress(done, total, message) is called after each layer x metric.
     """
     metric_names = _check_metrics(metrics)
@@ -152,6 +154,8 @@ def geometry_by_layer(
     if not is_run:
         raise LayerscopeError("caching with store= needs an Activations run (its key names the entry); "
                               "pass store=None for a mapping of arrays")
+    if stored_only:
+        return store.lookup("geometry", params, GeometryResult)
     result = store.cached("geometry", params, compute, GeometryResult)
     total = len(layer_names) * len(metric_names)
     report(progress, total, total, "geometry loaded")

@@ -15,8 +15,9 @@ from apptest_helpers import button  # noqa: E402
 from recipe_checks import assert_page_draws, charts  # noqa: E402
 
 from core.export import figure_spec  # noqa: E402
+from core.figures.geometry import METRIC_TITLES  # noqa: E402
 from core.recipes import RECIPES, build_figure, figure_kinds  # noqa: E402
-from dashboard import state  # noqa: E402
+from dashboard import run_choice, state  # noqa: E402
 
 KINDS = [
     pytest.param("minilm_runs", id="minilm"),
@@ -24,7 +25,6 @@ KINDS = [
     pytest.param("smollm2_runs", id="smollm2", marks=pytest.mark.slow),
     pytest.param("efficientnet_runs", id="efficientnet-lite0", marks=pytest.mark.slow),
 ]
-GEOMETRY_CURVES = ("curvature", "intrinsic_dimension")  # the Geometry page's default metrics
 GEOMETRY_OPTIONS = {"curvature_variant": "signed", "id_method": "twonn", "entropy_alpha": 1.0}
 CHECKED = {  # recipe -> the page whose figure the tests below compare it with
     "layer_map": "views/explorer.py",
@@ -95,6 +95,7 @@ def test_compare__heatmap_linked_maps_and_probe_curves(runs, open_page):
     a, b = runs.store.open_run(runs.main), runs.store.open_run(runs.partner)
     at = open_page("compare.py", runs, **{state.RUN: runs.main})
     next(s for s in at.selectbox if s.label == "Model B").set_value(runs.partner).run()
+    button(at, f"Compute the probe curves for {a.label_columns[0]}").click().run()  # the curves are a click away
     assert not at.exception, [e.value for e in at.exception]
     assert next(s for s in at.selectbox if s.label == "Similarity").value == "linear_cka"
     drawn = charts(at)
@@ -114,15 +115,15 @@ def test_compare__heatmap_linked_maps_and_probe_curves(runs, open_page):
 def test_geometry__default_curves(runs, open_page):
     acts = runs.store.open_run(runs.main)
     at = open_page("geometry.py", runs, **{state.RUN: runs.main})
-    button(at, "Compute geometry").click().run()
+    if any(b.label == "Compute geometry" for b in at.button):  # stored results (e.g. a report's) need no click
+        button(at, "Compute geometry").click().run()
     assert not at.exception, [e.value for e in at.exception]
     drawn = charts(at)
-    titles = {"curvature": "Trajectory curvature", "intrinsic_dimension": "Intrinsic dimension"}
-    curves = [{"name": acts.model_name, "run": acts.key, "metrics": list(GEOMETRY_CURVES),
-               "options": GEOMETRY_OPTIONS}]
-    for metric in GEOMETRY_CURVES:
+    metrics = run_choice.geometry_metrics(acts.meta)  # the page's defaults for this run's pooling
+    curves = [{"name": acts.model_name, "run": acts.key, "metrics": metrics, "options": GEOMETRY_OPTIONS}]
+    for metric in metrics:
         expected = built(runs, "geometry_curves", [acts.key], curves=curves, metric=metric, relative_depth=True,
-                         controls=[], title=f"{titles[metric]} by layer · {acts.dataset_name}")
+                         controls=[], title=f"{METRIC_TITLES[metric]} by layer · {acts.dataset_name}")
         assert_page_draws(drawn[state.Geometry.chart(metric)], expected)
 
 
