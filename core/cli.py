@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--reinit", action="store_true", help="use the architecture with re-initialised weights")
     extract.add_argument("--seed", type=int, default=0, help="seed for --reinit")
     extract.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a hub model")
+    extract.add_argument("--name", help="a name for the run, shown in pickers and titles (an existing run is renamed)")
     extract.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_workspace(extract)
 
@@ -151,9 +152,10 @@ def cmd_extract(args) -> int:
     from core.data import load_dataset
     from core.extract import extract
     from core.models import load_model
-    from core.store import Store
+    from core.store import Store, check_run_name
 
     store = Store(args.workspace)
+    name = check_run_name(args.name)  # refused before a long extraction, not after it
     dataset = load_dataset(args.data, text_column=args.text_column, label_columns=_split(args.label_columns))
     model = load_model(
         args.model,
@@ -178,8 +180,11 @@ def cmd_extract(args) -> int:
         )
     finally:
         bar.close()
+    if name is not None:
+        store.rename_run(acts.key, name)
     summary = {
         "key": acts.key,
+        "name": name,
         "path": str(acts.path),
         "model": acts.model_name,
         "dataset": acts.dataset_name,

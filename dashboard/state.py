@@ -81,6 +81,7 @@ class Explorer:
 class Probes:
     COMPUTED = "probes_requested"  # set of (run key, label columns, control) probed in this session
     CONTROL = "probes_control"  # the control picked in the sidebar ("task" or "shuffled")
+    stopped = _per_item("probes_stopped")  # a label column's probe request (run key, column, control) cancelled
     chart = _per_item("probe")  # a label column's probe curve
     layer = _per_item("open")  # its layer picker
     open_layer = _per_item("go")  # its "Open in explorer" button

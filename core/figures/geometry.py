@@ -149,6 +149,22 @@ def geometry_curves(
 
 
 # ----- one input's trajectory -----------------------------------------------------------
+def inward_text_positions(coords: np.ndarray) -> list[str]:
+    """A plotly textposition per point that puts its label on the side facing the middle of the picture.
+
+    coords: (n, 2). Points in the upper half get their label below them, points in the left
+    half to their right, so that a label of a point at the edge (often the first token, far
+    from the rest) is drawn inside the plot area rather than cut at its border.
+    """
+    coords = np.asarray(coords, dtype=float)
+    if len(coords) == 0:
+        return []
+    middle = (coords.min(axis=0) + coords.max(axis=0)) / 2  # (2,) centre of the bounding box
+    vertical = np.where(coords[:, 1] > middle[1], "bottom", "top")
+    horizontal = np.where(coords[:, 0] < middle[0], "right", "left")
+    return [f"{v} {h}" for v, h in zip(vertical, horizontal)]
+
+
 def trajectory_figure(
     token_vectors: np.ndarray,
     tokens: Sequence[str],
@@ -162,10 +178,11 @@ def trajectory_figure(
     """One input's token trajectory at one layer, in the 2-D PCA plane of its own tokens.
 
     token_vectors: (T, d) the input's token vectors at `layer`; tokens: (T,) their text.
-    Steps are drawn as arrows in token order, points labelled with their token and
-    coloured by position. Hover shows the turning angle at each interior token in
-    degrees, measured in the full d-dimensional space (angles in the 2-D picture can
-    differ: PCA is a projection); the title's curvature is their mean, as in the metric.
+    Steps are drawn as arrows in token order, points labelled with their token (on the side
+    facing the middle, so that labels at the edges stay inside) and coloured by position.
+    Hover shows the turning angle at each interior token in degrees, measured in the full
+    d-dimensional space (angles in the 2-D picture can differ: PCA is a projection); the
+    title's curvature is their mean, as in the metric.
     skip_first: leave the first token out of the PCA and the picture (not out of the
         angles). Trained causal LMs give it "massive activations" (attention sink) that
         otherwise fill the first component and squash every other token to a dot.
@@ -209,7 +226,7 @@ def trajectory_figure(
             name="tokens",
             showlegend=False,
             text=[token_label(tokens[j]) for j in shown],
-            textposition="top center",
+            textposition=inward_text_positions(coords),
             textfont={"size": 11},
             marker={
                 "size": 10,

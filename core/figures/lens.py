@@ -10,12 +10,21 @@ import plotly.graph_objects as go
 from core.figures.depth import band, curve, depth_axis, style_depth_figure
 from core.figures.style import ACCENT, CONTINUOUS, style_figure
 
+CELL_CHARS = 8  # a cell shows at most this many characters of its token (the hover shows all of it)
+TICK_CHARS = 16  # the same for the input tokens under the x axis
 
-def token_label(token: str) -> str:
-    """A token as cell/label text: HTML-escaped, newlines and blank tokens made visible."""
+
+def token_label(token: str, *, limit: int | None = None) -> str:
+    """A token as cell/label text: HTML-escaped, newlines and blank tokens made visible.
+
+    limit: longer tokens are cut to `limit` characters, the last one an ellipsis, so that
+    they stay inside their cell; the cut happens before escaping, so no entity is split.
+    """
     shown = token.replace("\n", "↵").replace("\t", "⇥")
     if not shown.strip():
         shown = "␣" * max(1, len(shown))
+    if limit is not None and len(shown) > limit:
+        shown = shown[: max(1, limit - 1)] + "…"
     return html.escape(shown)
 
 
@@ -26,7 +35,8 @@ def lens_heatmap(
 
     result: a core.analysis.lens.LensResult. Rows run from the embeddings (bottom) to the
     last layer (top); columns are input positions labelled with the input token (the
-    cell holds the predicted *next* token). Hover lists the top-k tokens and the KL.
+    cell holds the predicted *next* token, cut to CELL_CHARS characters). Hover lists the
+    whole top-k tokens and the KL.
     positions: (start, stop) window of positions to draw (long inputs); default all.
     """
     L, T = result.top_probs.shape[:2]
@@ -35,7 +45,7 @@ def lens_heatmap(
         raise ValueError(f"positions={positions!r} must satisfy 0 <= start < stop <= {T}")
     cols = list(range(start, stop))
     z = result.top_probs[:, start:stop, 0]  # (L, stop - start)
-    text = [[token_label(str(t)) for t in row] for row in result.top_tokens[:, start:stop, 0]]
+    text = [[token_label(str(t), limit=CELL_CHARS) for t in row] for row in result.top_tokens[:, start:stop, 0]]
     hover = []
     for li in range(L):
         row = []
@@ -76,8 +86,8 @@ def lens_heatmap(
         height=max(360, 22 * L + 160),
     )
     fig.update_xaxes(
-        tickmode="array", tickvals=cols, ticktext=[token_label(result.tokens[t]) for t in cols], tickangle=-45,
-        showgrid=False,
+        tickmode="array", tickvals=cols, ticktext=[token_label(result.tokens[t], limit=TICK_CHARS) for t in cols],
+        tickangle=-45, showgrid=False,
     )
     fig.update_yaxes(
         tickmode="array", tickvals=list(range(L)),

@@ -1,4 +1,4 @@
-"""Probe accuracy (or R^2) per layer, with spread, chance and the control task."""
+"""Probe accuracy (or R^2) per layer, with spread, the baseline (chance) and the control task."""
 
 from __future__ import annotations
 
@@ -11,6 +11,37 @@ from core.figures.style import ACCENT, MUTED
 
 # legend name of each control (core.analysis.probes.controls)
 CONTROL_LEGEND = {"shuffled": "control (shuffled labels)", "task": "control task (one label per word type)"}
+# what the score of a probe that learnt nothing is called, by metric: the majority-class share for
+# accuracy; for R^2, the score of predicting the training mean (0 by the definition of R^2)
+BASELINE_NAMES = {"accuracy": "chance", "r2": "baseline: predict the mean"}
+# room kept above the best score for the value written over its star, as a share of the y span:
+# the label sits about 30 px above the point, and a static export clips what leaves the plot area
+LABEL_HEADROOM = 0.15
+
+
+def baseline_name(metric: str) -> str:
+    """The name of the no-information score of a probe `metric` ("accuracy" or "r2") in legends and pages."""
+    return BASELINE_NAMES.get(metric, "chance")
+
+
+def score_range(result) -> list[float]:
+    """The y range [low, high] of a probe curve: its curves, bands and baseline, and room for the best score's label.
+
+    Accuracy keeps 0 at the bottom and at least 1 at the top, so that runs read alike.
+    """
+    mean = np.asarray(result.mean, dtype=float)
+    drawn = [mean - result.std, mean + result.std, [getattr(result, "chance", np.nan)]]
+    if getattr(result, "control_mean", None) is not None:
+        control = np.asarray(result.control_mean, dtype=float)
+        drawn += [control - result.control_std, control + result.control_std]
+    values = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in drawn])
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if result.metric == "accuracy":
+        low, high = 0.0, max(high, 1.0)
+    span = high - low if high > low else 1.0
+    top = max(high + 0.05 * span, float(np.nanmax(mean)) + LABEL_HEADROOM * span)
+    return [low if result.metric == "accuracy" else low - 0.05 * span, top]
 
 
 def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, name: str, **trace) -> None:
@@ -22,8 +53,9 @@ def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, 
 def probe_curve(result, *, title: str | None = None, publication: bool = False) -> go.Figure:
     """Line plot of held-out probe score per layer.
 
-    Mean over folds with a +/- 1 std band, the control dashed (named by its kind),
-    chance level (majority class share; 0 for R^2) dotted, best layer starred.
+    Mean over folds with a +/- 1 std band, the control dashed (named by its kind), the
+    baseline dotted (chance, the majority class share, for accuracy; predicting the mean,
+    0, for R^2), best layer starred with its score above it, inside the y range.
     Layers sit at integer positions 0..L-1 (0 = first extracted layer).
     """
     x = np.arange(len(result.layer_names))
@@ -50,7 +82,7 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
                 x=[x[0], x[-1]],
                 y=[chance, chance],
                 mode="lines",
-                name=f"chance ({chance:.3f})",
+                name=f"{baseline_name(result.metric)} ({chance:.3f})",
                 line={"color": "#e03131", "dash": "dot", "width": 1.5},
                 hoverinfo="skip",
             )
@@ -77,6 +109,5 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
         legend_y=-0.2,
     )
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=[str(i) for i in x])
-    if result.metric == "accuracy":
-        fig.update_yaxes(range=[0, 1.05])
+    fig.update_yaxes(range=score_range(result))
     return fig

@@ -56,14 +56,14 @@ def _probe_analysis(result) -> dict[str, Any]:
 def probe_curve_recipe(context: Context, runs, *, column: str, task: str = "auto", control: str = "auto",
                        dropna: bool = True, drop_rare: bool = True, title: str | None = None) -> BuiltFigure:
     """The Probes page's curve: held-out score per layer with the control (named by its kind) and chance."""
-    from core.figures.probes import probe_curve
+    from core.figures.probes import baseline_name, probe_curve
 
     acts = context.run(run_keys(runs, "probe_curve")[0])
     result = probe_result(context, acts, column, task=task, control=control, dropna=dropna, drop_rare=drop_rare)
     fig = probe_curve(result, title=title or f"{acts.model_name} on {acts.dataset_name}: probing {column}")
     caption = (f"Linear probe {score_name(result)} for {column} at each layer of {acts.model_name} on "
-               f"{acts.dataset_name} (mean ± std over folds), with the {control_name(result)} and chance; "
-               f"best layer {result.best_layer}.")
+               f"{acts.dataset_name} (mean ± std over folds), with the {control_name(result)} and "
+               f"{baseline_name(result.metric)} ({result.chance:.3f}); best layer {result.best_layer}.")
     return BuiltFigure(fig, result.to_frame(), _probe_analysis(result), caption, f"probe-{acts.model_name}-{column}",
                        result=result)
 

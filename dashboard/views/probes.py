@@ -5,8 +5,10 @@ import streamlit as st
 
 from core.analysis.probes import CONTROL_NAMES, run_word_types
 from core.errors import LayerscopeError
-from dashboard import cached, state, widgets
+from core.figures.probes import baseline_name
+from dashboard import actions, cached, state, widgets
 from dashboard.figure_export import build, show_built
+from dashboard.live_progress import LiveProgress, stopped
 
 AUTO_RUN_MAX_INPUTS = 5000  # smaller runs are probed on arrival; larger ones wait for the button
 CONTROL_CHOICES = {"task": "Control task (one label per word)", "shuffled": "Shuffled labels"}
@@ -55,20 +57,40 @@ elif key not in requested:
         st.rerun()
     st.stop()
 
+
+def fits_done(done: int, total: int, what: str) -> str:
+    """How far the probes are, in words: fits done over all layers ("12/70 fits done"), or ridge's fold."""
+    if what.startswith("logistic"):  # core counts the fits of its current batch of layers: show all of them
+        return f"{done}/{total} fits done"
+    return f"{what.rsplit(': ', 1)[-1]} ({done} of {total} steps)" if what else f"{done} of {total}"
+
+
 for column in columns:
     st.markdown(f"#### {column}")
+    request = (acts.key, column, control)
+    if stopped(state.Probes.stopped(column), request, what=f"Probing {column}", retry="Probe again"):
+        continue
     try:
-        with st.spinner(f"Probing {column} on {len(acts.layer_names)} layers..."):
-            result = cached.probe_result(acts.key, column, control=control)
+        # computed (or read back from the workspace, drawing nothing) behind a bar with Cancel, then read from memory
+        bar = LiveProgress(f"Probing {column} on {len(acts.layer_names)} layers (5-fold cross-validation)",
+                           key=state.Probes.stopped(column), request=request, describe=fits_done)
+        try:
+            actions.compute_probe(acts.key, column, control=control, progress=bar)
+        finally:
+            bar.empty()
+        result = cached.probe_result(acts.key, column, control=control)
     except LayerscopeError as err:
         widgets.show_error(err, about=column)
         continue
     best = int(np.nanargmax(result.mean))
     score = "accuracy" if result.metric == "accuracy" else "R²"
+    baseline = baseline_name(result.metric)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Best layer", f"{best} · {result.layer_names[best]}")
     c2.metric(f"Held-out {score}", f"{result.mean[best]:.3f} ± {result.std[best]:.3f}")
-    c3.metric("Chance" if result.metric == "accuracy" else "Baseline", f"{result.chance:.3f}")
+    c3.metric(baseline[0].upper() + baseline[1:], f"{result.chance:.3f}",
+              help="share of the most frequent label: the accuracy of always predicting it"
+              if result.metric == "accuracy" else "R² of always predicting the mean label: 0 by definition")
     c4.metric("Selectivity", f"{result.selectivity[best]:.3f}", help="probe score minus the score of the same probe "
               f"on the {CONTROL_NAMES[control]}, at the best layer")
     if getattr(result, "n_dropped", 0):
@@ -79,14 +101,14 @@ for column in columns:
                        width="stretch", on_select="rerun", selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:
-        layer_index = int(round(points[0]["x"]))
+        layer_index = round(points[0]["x"])
         state.set_explorer_layer(result.layer_names[layer_index])
         st.switch_page("views/explorer.py")
     left, right = st.columns([3, 1])
     with left.expander("Numbers per layer"):
         st.dataframe(result.to_frame(), hide_index=True, width="stretch")
     target = right.selectbox("Layer", result.layer_names, index=best, key=state.Probes.layer(column),
-                             format_func=lambda name: widgets.layer_label(name, result.layer_names),
+                             format_func=lambda name, names=result.layer_names: widgets.layer_label(name, names),
                              label_visibility="collapsed")
     if right.button("Open in explorer", key=state.Probes.open_layer(column), icon=":material/scatter_plot:"):
         state.set_explorer_layer(target)

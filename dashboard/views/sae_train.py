@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis.sae import ARCHITECTURES, SAEConfig, TrainingHistory
+from core.analysis.sae.batches import training_epochs, training_split_tokens
 from core.figures.sae import training_curves
 from core.recipes.sae import sae_runs
 from dashboard import actions, cached, cached_sae, demo_status, run_choice, state, widgets
@@ -56,7 +57,12 @@ def show_saes() -> None:
         cols = st.columns(5)
         cols[0].metric("Variance explained", f"{ev.fve:.3f}", help="1 - SSE / SST on held-out inputs' tokens.")
         cols[1].metric("Mean L0", f"{ev.l0:.1f}", help="Active latents per token, held out.")
-        cols[2].metric("Dead latents", f"{ev.dead_share:.1%}", help="Never active on the held-out tokens.")
+        held_out = entry.meta.get("source") == "trained"  # an imported SAE is evaluated on every input of the run
+        cols[2].metric("Dead on held-out tokens" if held_out else "Dead on all the run's tokens",
+                       f"{ev.n_dead:,} ({ev.dead_share:.1%})",
+                       help=f"Latents never active on the {ev.n_tokens:,} held-out tokens (the inputs kept out of "
+                       "training). The feature gallery counts over every token of the run, so it can count fewer."
+                       if held_out else f"Latents never active on any of the run's {ev.n_tokens:,} tokens.")
         if ev.loss_increase is not None:
             cols[3].metric("Next-token loss", f"{ev.loss_with_sae:.3f}", delta=f"{ev.loss_increase:+.3f} nats",
                            delta_color="inverse", help=f"With the layer replaced by the reconstruction; clean "
@@ -121,6 +127,14 @@ with st.form(KEYS.FORM):
         held_out = st.slider("Held-out inputs", 0.05, 0.5, DEFAULTS.held_out_fraction, 0.05, key=KEYS.HELD_OUT)
         dead_window = st.number_input("Dead after (tokens without firing)", min_value=1, value=DEFAULTS.dead_window,
                                       step=1000, key=KEYS.DEAD_WINDOW)
+    split = training_split_tokens(acts, held_out_fraction=float(held_out), seed=int(seed),
+                                  exclude_first_token=exclude_first) if acts.n_inputs >= 2 else 0
+    epochs = training_epochs(int(training_tokens), int(batch_size), split) if split else 0.0
+    if epochs > 1:  # the budget outgrows the run: say so before training repeats the same tokens
+        st.info(f"The training split holds {split:,} tokens (the inputs not held out"
+                f"{', first tokens left out' if exclude_first else ''}); {int(training_tokens):,} training tokens "
+                f"repeat it about {epochs:,.1f} times (epochs). Extract more inputs for fresh tokens.",
+                icon=":material/repeat:")
     submitted = st.form_submit_button("Train SAE", type="primary", icon=":material/play_arrow:")
 
 if submitted:

@@ -29,7 +29,22 @@ def test_cli__extract_then_ls(tmp_path):
     rows = json.loads(listed.stdout)
     assert [r["key"] for r in rows] == [summary["key"]] and rows[0]["dataset"] == str(data)
     plain = run_cli("ls", workspace=tmp_path / "ws")
-    assert summary["key"] in plain.stdout and "minilm" in plain.stdout
+    assert summary["key"] in plain.stdout and "minilm" in plain.stdout and str(tmp_path) not in plain.stdout
+    assert "d.csv" in plain.stdout  # the file's name, not its path
+
+
+def test_cli__extract_names_the_run_and_ls_shows_it(tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\nthe cat sat on the mat,a\nmarkets fell sharply today,b\n")
+    args = ("extract", "--model", "minilm", "--data", str(data), "--layers", "embeddings", "--json")
+    done = run_cli(*args, "--name", "baseline run", workspace=tmp_path / "ws")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["name"] == "baseline run"
+    rows = json.loads(run_cli("ls", "--json", workspace=tmp_path / "ws").stdout)
+    assert [(r["name"], r["dataset_name"]) for r in rows] == [("baseline run", "reviews.csv")]
+    renamed = run_cli(*args, "--name", "second look", workspace=tmp_path / "ws")  # same run: renamed, not re-extracted
+    assert json.loads(renamed.stdout)["key"] == rows[0]["key"]
+    assert [r["name"] for r in json.loads(run_cli("ls", "--json", workspace=tmp_path / "ws").stdout)] == ["second look"]
 
 
 @pytest.mark.parametrize(
@@ -40,6 +55,7 @@ def test_cli__extract_then_ls(tmp_path):
         (["extract", "--model", "minilm", "--data", "demo:words", "--layers", "encoder.layer.77"], "'encoder.layer.77'"),
         (["extract", "--model", "minilm", "--data", "demo:words", "--pooling", "avg"], "pooling='avg'"),
         (["extract", "--model", "minilm", "--data", "demo:words", "--label-columns", "topic"], "label column 'topic'"),
+        (["extract", "--model", "minilm", "--data", "demo:words", "--name", "a\tb" * 50], "must be one line of at most 80"),
     ],
 )
 def test_cli__bad_input_exits_2_without_traceback(tmp_path, args, message):

@@ -16,6 +16,7 @@ import torch
 
 from core.errors import LayerscopeError
 from core.runs import check_layer
+from core.validation import check_int
 
 if TYPE_CHECKING:
     from core.activations import Activations
@@ -56,6 +57,25 @@ def held_out_split(n_inputs: int, fraction: float, seed: int) -> tuple[np.ndarra
     order = np.random.default_rng(seed).permutation(n_inputs)
     n_held = min(n_inputs - 1, max(1, round(fraction * n_inputs)))
     return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def training_split_tokens(acts: Activations, *, held_out_fraction: float, seed: int,
+                          exclude_first_token: bool) -> int:
+    """Tokens in the training split an SAE with these settings reads (train_sae_on_run's seeded split of inputs)."""
+    train_inputs, _ = held_out_split(acts.n_inputs, held_out_fraction, seed)
+    return int(token_rows(acts, train_inputs, exclude_first_token=exclude_first_token).size)
+
+
+def training_epochs(training_tokens: int, batch_size: int, split_tokens: int) -> float:
+    """How many times training reads its split: the tokens of its whole batches over the split's tokens.
+
+    Training takes training_tokens // batch_size steps (at least one, SAEConfig.total_steps) of
+    batch_size tokens each, drawn from the split and repeated once it is used up.
+    """
+    training_tokens = check_int("training_tokens", training_tokens, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    split_tokens = check_int("split_tokens", split_tokens, low=1)
+    return max(1, training_tokens // batch_size) * batch_size / split_tokens
 
 
 def activation_batches(
