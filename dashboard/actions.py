@@ -18,15 +18,18 @@ from core.analysis import sae as sae_core
 from core.analysis.features import FeatureMatching, FeatureStats
 from core.analysis.geometry import GeometryResult, geometry_by_layer
 from core.analysis.probes import probe_by_layer_cached
+from core.analysis.projection import projection_cached
 from core.analysis.sae import SAEConfig, StoredSAE
 from core.analysis.similarity import SimilarityResult
 from core.errors import LayerscopeError
 from core.progress import Progress, report
+from core.recipes.lens import lens_result
 from core.recipes.similarity import similarity_of_runs
 from dashboard import cached, cached_sae, state
 
 TEXT_MODELS = ("minilm", "smollm2")  # bundled text models offered as comparison partners
 DIGITS_PAIR = ("digits-mlp", "digits-mlp:seed=1")  # one architecture trained with two seeds
+DIGITS_SEEDS = (0, 1)  # the training seed of each model of DIGITS_PAIR
 
 
 # ----- runs ----------------------------------------------------------------------------------------
@@ -62,15 +65,46 @@ def extract_partner(run: Mapping[str, Any], model_name: str, progress: Progress 
     return acts.key
 
 
-def make_digits_pair() -> tuple[str, str]:
+def make_digits_pair(progress: Progress | None = None) -> tuple[str, str]:
     """Train digits-mlp with seeds 0 and 1 and extract both on demo:digits (a convergent-learning pair);
-    the first becomes the current run."""
+    the first becomes the current run. progress follows four steps: train and extract each model."""
+    from core.models.bundled import digits_mlp_weights
+
     digits = core.load_dataset("demo:digits")
-    keys = [core.extract(cached.load_model(name), digits, layers="all", pooling="mean", store=cached.store()).key
-            for name in DIGITS_PAIR]
+    steps = 2 * len(DIGITS_PAIR)
+
+    def part(step: int, name: str, doing: str) -> Progress:
+        def callback(done: int, total: int, what: str = "") -> None:
+            share = 1000 * done // max(total, 1)  # training counts epochs, extraction batches: thousandths of a step
+            how_far = what if doing == "training" else f"batch {done} of {total}"
+            report(progress, 1000 * step + share, 1000 * steps,
+                   f"{doing} {name} (step {step + 1} of {steps}): {how_far}")
+
+        return callback
+
+    keys = []
+    for i, (name, seed) in enumerate(zip(DIGITS_PAIR, DIGITS_SEEDS)):
+        digits_mlp_weights(seed, cached.store().root, progress=part(2 * i, name, "training"))
+        extracting = part(2 * i + 1, name, "extracting")
+        extracting(0, 1)
+        acts = core.extract(cached.load_model(name), digits, layers="all", pooling="mean", store=cached.store(),
+                            progress=extracting)
+        keys.append(acts.key)
     cached.list_runs.clear()
     state.set_run_key(keys[0])
     return keys[0], keys[1]
+
+
+# ----- maps ------------------------------------------------------------------------------------------
+def compute_tsne(run_key: str, layer: str, progress: Progress | None = None) -> None:
+    """The t-SNE map of one layer of a run, into the store (instant when stored); read it with cached.tsne_map."""
+    projection_cached(cached.open_run(run_key), layer, "tsne", cached.store(), progress=progress)
+
+
+# ----- logit lens ------------------------------------------------------------------------------------
+def compute_lens(model: str, text: str, top_k: int, progress: Progress | None = None) -> None:
+    """The logit lens of `model` on `text`, kept in the recipe context that the lens figures are built in."""
+    lens_result(cached.recipe_context(), model, text, top_k, progress=progress)
 
 
 # ----- compare ---------------------------------------------------------------------------------------
@@ -79,6 +113,12 @@ def compute_similarity(key_a: str, key_b: str, metric: str, params: Mapping[str,
     """Every layer pair of two runs under `metric`, into the store (instant when stored; rows: "inputs"/"tokens")."""
     return similarity_of_runs(cached.store(), cached.open_run(key_a), cached.open_run(key_b), metric, params,
                               rows=rows, progress=progress)
+
+
+def compute_probe(run_key: str, column: str, *, control: str = "auto", progress: Progress | None = None) -> None:
+    """The probe the Probes page reads (as cached.probe_result asks for it), into the store (instant when stored)."""
+    probe_by_layer_cached(cached.open_run(run_key), column, cached.store(), task="auto", control=control, dropna=True,
+                          drop_rare=True, progress=progress)
 
 
 def compute_probe_curves(run_keys: Sequence[str], column: str, progress: Progress | None = None) -> None:
@@ -133,6 +173,11 @@ def compute_stats(key: str, progress: Progress | None = None) -> FeatureStats:
     """One pass over the SAE's run: top examples, histograms, density, label association; into the store."""
     entry = cached_sae.open_sae(key)
     return ft.feature_stats_cached(entry, cached_sae.run_of(entry), cached.store(), progress=progress)
+
+
+def compute_decoder_map(key: str, method: str, progress: Progress | None = None) -> None:
+    """The map of an SAE's decoder directions (`method`: "pca" or "umap"), into the store (instant when stored)."""
+    ft.decoder_map(cached_sae.open_sae(key), cached.store(), method=method, progress=progress)
 
 
 def compute_matching(a: str, b: str, variant: str = ft.DEFAULT_MATCHING_VARIANT,

@@ -22,7 +22,6 @@ from core import recipes
 from core.analysis import probes, projection
 from core.analysis.geometry import GeometryResult, geometry_by_layer
 from core.analysis.probes import ProbeResult
-from core.analysis.similarity import SimilarityResult, similarity_matrix
 from core.recipes.geometry import input_curvature
 from core.store import Store
 
@@ -123,18 +122,12 @@ def neighbours(run_key: str, layer: str, row: int, k: int) -> tuple[np.ndarray, 
     return np.asarray(indices), np.asarray(distances)
 
 
-# ----- probes and similarity ---------------------------------------------------------------------
+# ----- probes -------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=64)
 def probe_result(run_key: str, column: str, task: str = "auto", control: str = "auto") -> ProbeResult:
     """Linear probe of `column` on every layer, with the named control, through the store."""
     return probes.probe_by_layer_cached(open_run(run_key), column, store(), task=task, control=control, dropna=True,
                                         drop_rare=True)
-
-
-@st.cache_data(show_spinner="Comparing every pair of layers...", max_entries=64)
-def similarity(run_a: str, run_b: str, metric: str, params: Params) -> SimilarityResult:
-    """Layer x layer similarity of two runs, through the store."""
-    return similarity_matrix(open_run(run_a), open_run(run_b), metric, store=store(), **dict(params))
 
 
 # ----- geometry -----------------------------------------------------------------------------------

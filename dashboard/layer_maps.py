@@ -1,10 +1,12 @@
 """The explorer's map: which projection it can show now, the label filters, and the inputs a selection picks.
 
-PCA maps are computed at once. UMAP runs as a background job (dashboard/jobs.py); until it
-is in the store the PCA maps are shown under a note that a fragment redraws every
-`POLL_S` seconds (what runs, the time spent) and that reruns the page once the job is over,
-so the UMAP map replaces the PCA map without a reload. t-SNE is computed for the current
-layer only.
+PCA maps are computed at once. UMAP maps already in the store are read back at once;
+otherwise UMAP runs as a background job (dashboard/jobs.py) and, until it is in the store,
+the PCA maps are shown under a note that a fragment redraws every `POLL_S` seconds (what
+runs, the time spent) and that reruns the page once the job is over, so the UMAP map
+replaces the PCA map without a reload. t-SNE is computed for the current layer only, behind
+a live progress bar (sklearn reports no iterations: the bar names the step and the clock
+moves).
 
 A box or lasso drawn on the map picks inputs for the table under it; the rows are kept in
 session state (with the run they belong to) and outlined on the map of every layer.
@@ -21,11 +23,14 @@ import pandas as pd
 import streamlit as st
 
 from core.activations import Activations
+from core.analysis.projection.cached import aligned_projection_stored
 from core.figures.maps import is_continuous
-from dashboard import cached, jobs, state
+from dashboard import actions, cached, jobs, state
+from dashboard.live_progress import LiveProgress, is_stopped, stopped
 
 POLL_S = 1.0  # seconds between two looks at the UMAP job: the note's elapsed time moves at this pace
 TABLE_MAX_ROWS = 1_000  # the inputs table lists at most this many rows
+TSNE_STOPPED = "explorer_tsne_stopped"  # session state: the t-SNE request a Cancel click stopped
 
 
 @dataclass(frozen=True)
@@ -45,16 +50,29 @@ def maps_for(acts: Activations, method_label: str, layer: str) -> ShownMaps:
         return ShownMaps(pca, "PC")
     if method_label == "UMAP":
         job = jobs.aligned_umap_job(acts.key)
-        if job is None:
+        if job is None:  # no job on this server: the maps may be stored already (an earlier server, the demo)
+            stored = aligned_projection_stored(acts, acts.layer_names, "umap", cached.store())
+            if stored is not None:
+                return ShownMaps(stored, "UMAP")
             job = jobs.start_aligned_umap(cached.store(), acts.key, acts.layer_names)
         if job.state == "done":
             return ShownMaps(cached.aligned_maps(acts.key, "umap"), "UMAP")
         if job.state == "failed":
             return ShownMaps(pca, "PC", f"UMAP failed ({job.error}); showing PCA.")
         return ShownMaps(pca, "PC", umap_pending=True)
+    request = ("tsne", acts.key, layer)
+    asked_again = is_stopped(TSNE_STOPPED, request)
+    if stopped(TSNE_STOPPED, request, what=f"t-SNE of {layer}", retry="Compute t-SNE again"):
+        return ShownMaps(pca, "PC", "t-SNE was stopped; showing PCA.")
+    if asked_again:  # "Compute t-SNE again" was clicked: start afresh, without the note that it was stopped
+        st.rerun()
+    bar = LiveProgress(f"t-SNE of {layer}", key=TSNE_STOPPED, request=request, describe=lambda done, total, what: what)
+    try:
+        actions.compute_tsne(acts.key, layer, progress=bar)
+    finally:
+        bar.empty()
     maps = list(pca)
-    with st.spinner(f"t-SNE of {layer}..."):
-        maps[acts.layer_names.index(layer)] = cached.tsne_map(acts.key, layer)
+    maps[acts.layer_names.index(layer)] = cached.tsne_map(acts.key, layer)
     return ShownMaps(maps, "t-SNE", "t-SNE is computed per layer and is not aligned across layers; "
                      "other layers show PCA.")
 

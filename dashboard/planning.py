@@ -126,11 +126,6 @@ def same_inputs(run: Run, runs: Sequence[Run]) -> list[Run]:
             if r["dataset"]["fingerprint"] == run["dataset"]["fingerprint"] and r["n_inputs"] == run["n_inputs"]]
 
 
-def default_partner(run: Run, partners: Sequence[Run]) -> str:
-    """Key of model B by default: another run on the same inputs, else the run itself."""
-    return next((r["key"] for r in partners if r["key"] != run["key"]), run["key"])
-
-
 def partner_model(run: Run, models: Sequence[str]) -> int:
     """Index of the bundled model offered as a partner: the first one that is not the run's own."""
     others = [m for m in models if m != run["model"]["name"]]

@@ -30,6 +30,7 @@ from torch import nn
 from core.errors import LayerscopeError
 from core.hooks import capture_layers, run_captured, split_layer
 from core.models import LoadedModel
+from core.progress import Progress, report
 from core.validation import check_int
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def logit_lens(
     layers: str | Sequence[str] | None = None,
     top_k: int = 5,
     max_length: int | None = None,
+    progress: Progress | None = None,
 ) -> LensResult:
     """Read every layer of a causal LM through its final norm and unembedding.
 
@@ -147,6 +149,7 @@ def logit_lens(
         names (module paths, or "<module path>:input") whose tensors are (batch, tokens, d_model).
     top_k: tokens kept per layer and position.
     max_length: longer inputs are cut to this many tokens (default the model's; recorded).
+    progress: hears of the forward pass, then of each layer read (len(layers) + 1 steps).
     Returns a LensResult with (L, T, k) top tokens/probabilities and (L, T) KL to the output.
     Raises LayerscopeError for encoders, empty text, bad layers or top_k.
     """
@@ -174,6 +177,7 @@ def logit_lens(
     def keep(_name: str, tensor: torch.Tensor) -> torch.Tensor:
         return tensor[0]  # (T, d) or (T, V)
 
+    report(progress, 0, len(layer_paths) + 1, f"running {model.name} on {len(ids)} tokens")
     with torch.inference_mode():
         with capture_layers(module, [*layer_paths, head_path], keep) as captured:
             run_captured(lambda: module(input_ids=input_ids, use_cache=False))
@@ -201,6 +205,7 @@ def logit_lens(
             probs, best = logp.exp().topk(k, dim=-1)  # (T, k)
             top_ids[li], top_probs[li] = best.cpu().numpy(), probs.cpu().numpy()
             kl[li] = (final_p * (final_logp - logp)).sum(-1).clamp_min(0.0).cpu().numpy()
+            report(progress, li + 2, L + 1, f"layer {li + 1} of {L} read through the unembedding")
         final_best = final_logp.argmax(-1).cpu().numpy()
 
     tokenizer = model.tokenizer

@@ -21,6 +21,7 @@ from torch import nn
 
 from core.errors import LayerscopeError
 from core.models import BUNDLED, LoadedModel, hf_model_from, state_dict_hash, weight_files_hash, wrap_hf
+from core.progress import Progress, report
 from core.store import Store, atomic_dir, atomic_file
 
 logger = logging.getLogger(__name__)
@@ -177,8 +178,8 @@ def digits_mlp(seed: int = 0) -> nn.Sequential:
         )
 
 
-def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
-    """Train the MLP on all of demo:digits with Adam; a few seconds on a CPU."""
+def train_digits_mlp(seed: int, *, epochs: int = 20, progress: Progress | None = None) -> nn.Sequential:
+    """Train the MLP on all of demo:digits with Adam; a few seconds on a CPU (progress hears of each epoch)."""
     from core.data.demo import load_demo
 
     dataset = load_demo("demo:digits")
@@ -187,7 +188,8 @@ def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
     generator = torch.Generator().manual_seed(seed)
     model = digits_mlp(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        report(progress, epoch, epochs, f"training epoch {epoch + 1} of {epochs}")
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), 128):
             batch = order[start : start + 128]
@@ -195,26 +197,31 @@ def train_digits_mlp(seed: int, *, epochs: int = 20) -> nn.Sequential:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+    report(progress, epochs, epochs, "trained")
     return model.eval()
 
 
-def _digits_mlp(seed: int, workspace) -> LoadedModel:
-    from safetensors.torch import load_model, save_model
+def digits_mlp_weights(seed: int, workspace=None, *, progress: Progress | None = None) -> Path:
+    """The workspace's weights of digits-mlp trained with `seed`, trained and saved on first use."""
+    from safetensors.torch import save_model
 
     store = Store(workspace)
     path = store.models_dir / f"digits-mlp-seed{seed}.safetensors"
-    model = digits_mlp()
-    if path.is_file():
-        load_model(model, str(path))
-    else:
+    if not path.is_file():
         with store.lock(f"train-digits-mlp-{seed}"):
-            if path.is_file():
-                load_model(model, str(path))
-            else:
-                model = train_digits_mlp(seed)
+            if not path.is_file():
+                model = train_digits_mlp(seed, progress=progress)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_file(path) as tmp:
                     save_model(model, str(tmp))
+    return path
+
+
+def _digits_mlp(seed: int, workspace) -> LoadedModel:
+    from safetensors.torch import load_model
+
+    model = digits_mlp()
+    load_model(model, str(digits_mlp_weights(seed, workspace)))
     name = "digits-mlp" if seed == 0 else f"digits-mlp:seed={seed}"
     return LoadedModel(
         name=name,

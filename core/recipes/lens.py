@@ -8,20 +8,25 @@ from typing import Any
 import pandas as pd
 
 from core.export.tables import figure_table
+from core.progress import Progress, report
 from core.recipes.context import Context
 from core.recipes.registry import BuiltFigure, register
 from core.validation import check_int
 
 
-def lens_result(context: Context, model: str, text: str, top_k: int):
-    """(the model's identity, its LensResult on `text`), computed once per context (the model loaded once)."""
+def lens_result(context: Context, model: str, text: str, top_k: int, progress: Progress | None = None):
+    """(the model's identity, its LensResult on `text`), computed once per context (the model loaded once).
+
+    progress hears of the work only when it is computed: loading the model, then core's logit_lens.
+    """
     from core.analysis.lens import logit_lens
 
     top_k = check_int("top_k", top_k, low=1)
 
     def compute():
+        report(progress, 0, 1, f"loading {model}")
         loaded = context.model(model)
-        return dict(loaded.identity), logit_lens(loaded, text, top_k=top_k)
+        return dict(loaded.identity), logit_lens(loaded, text, top_k=top_k, progress=progress)
 
     return context.cached(("lens", model, text, top_k), compute)
 

@@ -56,11 +56,13 @@ def pairs_progress(n_layers: int) -> Callable[[int, int, str], str]:
     return describe
 
 
-def extract_with_progress(title: str, request: tuple, work: Callable) -> None:
+def extract_with_progress(title: str, request: tuple, work: Callable, *,
+                          describe: Callable[[int, int, str], str] | None = None) -> None:
     """Run an extraction behind a live progress bar; the run it made becomes model B."""
     st.session_state.pop(state.Compare.EXTRACT_STOPPED, None)  # asked again: the earlier stop is over
     bar = LiveProgress(title, key=state.Compare.EXTRACT_STOPPED, request=request, eager=True,
-                       starting="loading the model", describe=lambda done, total, _: f"batch {done} of {total}")
+                       starting="loading the model",
+                       describe=describe or (lambda done, total, _: f"batch {done} of {total}"))
     try:
         st.session_state[state.Compare.MODEL_B_NEXT] = work(bar)
     finally:
@@ -157,11 +159,15 @@ if not is_untrained(run_a):
             with widgets.user_errors():
                 extract_with_progress(f"Extracting the untrained twin of {model_a}", twin_request,
                                       lambda bar: actions.extract_twin(run_a, progress=bar))
-if run_b is None and not text_run and st.button("Train two digits MLPs (seeds 0 and 1) and extract them",
-                                                icon=":material/school:"):
-    with widgets.user_errors(), st.spinner("Training and extracting (seconds)..."):
-        actions.make_digits_pair()
-        st.rerun()
+if run_b is None and not text_run:
+    digits_request = ("digits pair",)
+    stopped(state.Compare.EXTRACT_STOPPED, digits_request, what="Training and extracting the digits MLPs",
+            kept="A model trained and the batches extracted so far are kept: starting again goes on from them.")
+    if st.button("Train two digits MLPs (seeds 0 and 1) and extract them", icon=":material/school:"):
+        with widgets.user_errors():
+            extract_with_progress("Training and extracting two digits MLPs", digits_request,
+                                  lambda bar: actions.make_digits_pair(progress=bar)[1],
+                                  describe=lambda done, total, what: what)
 
 if text_run:
     with st.expander(f"Extract another model on these {run_a['n_inputs']:,} inputs", expanded=run_b is None,

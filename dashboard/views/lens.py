@@ -2,13 +2,15 @@
 
 import streamlit as st
 
-from dashboard import cached, demo_status, planning, run_choice, state, widgets
+from dashboard import actions, cached, demo_status, planning, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
+from dashboard.live_progress import LiveProgress, is_stopped, stopped
 
 DEFAULT_MODEL = "smollm2"  # the bundled causal LM
 DEFAULT_TEXT = "The capital of France is Paris, and the capital of Germany is"
 MAX_COLUMNS = 40  # positions drawn at once; longer inputs get a window slider
 MAX_EXAMPLES = 300
+LENS_STOPPED = "lens_stopped"  # session state: the lens request a Cancel click stopped
 
 widgets.page_header(
     "Logit lens",
@@ -45,6 +47,7 @@ text = st.text_area("Text", key=state.Lens.TEXT, height=90,
                     help="Each position's column shows the next token each layer predicts.")
 if st.button("Run the logit lens", type="primary", icon=":material/play_arrow:", disabled=not text.strip()):
     st.session_state[state.Lens.REQUEST] = (model_name, text, top_k)
+    st.session_state.pop(LENS_STOPPED, None)  # asked again: an earlier stop is over
 
 request = st.session_state.get(state.Lens.REQUEST)
 causal = any(run_choice.is_causal_lm(r) and r["model"]["name"] == model_name for r in runs)
@@ -60,8 +63,18 @@ if request[0] != model_name or request[2] != top_k:  # settings changed since: f
 
 with widgets.user_errors():
     lens = {"model": request[0], "text": request[1], "top_k": request[2]}
-    with st.spinner("Reading every layer through the unembedding..."):
-        kl = build("kl_curve", [], **lens)  # the heatmap below reads the same lens result
+    asked_again = is_stopped(LENS_STOPPED, request)
+    if stopped(LENS_STOPPED, request, what=f"The logit lens of {request[0]}", retry="Run the logit lens again"):
+        st.stop()
+    if asked_again:  # started again: without the note that it was stopped
+        st.rerun()
+    bar = LiveProgress(f"Logit lens of {request[0]}", key=LENS_STOPPED, request=request,
+                       describe=lambda done, total, what: what)
+    try:
+        actions.compute_lens(**lens, progress=bar)  # instant once computed: the figures below read it
+    finally:
+        bar.empty()
+    kl = build("kl_curve", [], **lens)  # the heatmap below reads the same lens result
     result = kl.result
     n = result.n_positions
     c1, c2, c3 = st.columns(3)

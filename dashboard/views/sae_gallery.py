@@ -7,6 +7,7 @@ from core.recipes.sae import sae_runs
 from dashboard import actions, cached_sae, demo_status, jobs, state, widgets
 from dashboard.feature_card import render_feature_card
 from dashboard.figure_export import build, show_built
+from dashboard.live_progress import LiveProgress, stopped
 
 SORTS = {"density": "Firing density", "max_activation": "Max activation", "label_association": "Label association"}
 COLUMNS = 3
@@ -82,7 +83,12 @@ with st.sidebar:
 ev = entry.evaluation
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Latents", f"{stats.n_features:,}")
-c2.metric("Dead on this run", f"{int(stats.dead.sum()):,}", help="Never active on any token of the run.")
+n_dead = int(stats.dead.sum())
+first = ", first tokens left out" if stats.params.get("exclude_first_token") else ""
+dead_help = f"Latents never active on any of the run's {stats.n_tokens:,} tokens (training and held-out inputs{first})."
+if entry.meta.get("source") == "trained":  # Train SAE counts on the held-out tokens only, a subset: it can count more
+    dead_help += f" Train SAE counts over its {ev.n_tokens:,} held-out tokens only: {ev.n_dead:,} dead there."
+c2.metric("Dead on all the run's tokens", f"{n_dead:,} ({n_dead / max(stats.n_features, 1):.1%})", help=dead_help)
 c3.metric("Variance explained", f"{ev.fve:.3f}", help="Held out.")
 c4.metric("Mean L0", f"{ev.l0:.1f}")
 
@@ -100,8 +106,17 @@ with widgets.user_errors():
     selected = int(st.session_state[KEYS.OPEN])
     map_col, card_col = st.columns([3, 2], gap="medium")
     with map_col:
-        with st.spinner("Mapping the decoder directions..."):
-            feature_map = build("sae_feature_map", sae_runs(entry), sae=key, method=method, selected=selected)
+        map_stopped, map_request = "gallery_map_stopped", ("decoder map", key, method)
+        if method == "umap" and stopped(map_stopped, map_request, what="UMAP of the decoder directions",
+                                        kept="Showing PCA.", retry="Map with UMAP again"):
+            method = "pca"
+        bar = LiveProgress("Mapping the decoder directions", key=map_stopped, request=(map_request[:2] + (method,)),
+                           describe=lambda done, total, what: what)
+        try:
+            actions.compute_decoder_map(key, method, progress=bar)  # instant once stored: the map reads it
+        finally:
+            bar.empty()
+        feature_map = build("sae_feature_map", sae_runs(entry), sae=key, method=method, selected=selected)
         event = show_built(feature_map, key=KEYS.MAP, width="stretch", on_select="rerun", selection_mode=("points",))
         points = event.selection.points if event and event.selection else []
         if points:

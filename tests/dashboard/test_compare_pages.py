@@ -256,3 +256,30 @@ def test_compare__mutual_knn_with_k_above_n_explains_the_empty_cells(app, mixed_
     at.run()
     assert not at.exception, at.exception
     assert at.warning and "k=60" in at.warning[0].value and "n=40" in at.warning[0].value
+
+
+def test_compare__an_uploaded_dataset_is_named_by_its_file_name_everywhere(app, tmp_path, minilm):
+    root = tmp_path / "ws"
+    sentences = core.load_dataset("demo:sentences", limit=24)
+    upload = root / "uploads" / "3fa9c0d1e2b4a6f8" / "my_reviews.csv"  # as the Workspace page keeps an upload
+    upload.parent.mkdir(parents=True)
+    sentences.table[["text", "topic"]].to_csv(upload, index=False)
+    core.extract(minilm, core.load_dataset(str(upload)), layers="all", pooling="mean", store=Store(root))
+    at = app(root)
+    at.run()
+    assert not at.exception, at.exception
+    labels = [b.label for b in at.button]
+    assert any(label.startswith("Extract smollm2 on my_reviews.csv (") for label in labels), labels
+    button(at, "Extract the untrained twin of minilm", prefix=True).click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    title = _heatmap(at)["layout"]["title"]["text"]
+    assert "on my_reviews.csv" in title
+    shown = [title, *labels, *(b.label for b in at.button), *(e.label for e in at.expander),
+             *(s.value for kind in ("caption", "info", "markdown", "metric") for s in at.get(kind)
+               if isinstance(getattr(s, "value", None), str)),
+             *(option for box in at.selectbox for option in box.options)]
+    assert any("my_reviews.csv" in text for text in shown)
+    leaked = [text for text in shown if "3fa9c0d1e2b4a6f8" in text or "uploads/" in text]
+    assert not leaked, leaked

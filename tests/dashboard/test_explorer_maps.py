@@ -148,3 +148,28 @@ def test_umap_note__says_the_stage_and_the_time_spent():
     assert "storing the maps" in layer_maps.umap_note(job, 7, warm=True)
     job.started -= 10  # the note is worded anew at each look: its time moves with the job's
     assert "52 s so far" in layer_maps.umap_note(job, 7, warm=True)
+
+
+# ----- UMAP maps already stored ------------------------------------------------------------------
+def test_maps_for__stored_umap_maps_are_shown_at_once_and_start_no_job(acts, tmp_path, monkeypatch):
+    import shutil
+
+    from core.analysis.projection import cached as projection_cached
+    from core.store import Store
+
+    store = Store(tmp_path / "ws")
+    shutil.copytree(acts.path, store.run_dir(acts.key))  # the run alone, in a workspace of its own
+    monkeypatch.setenv("LAYERSCOPE_WORKSPACE", str(store.root))
+    run = store.open_run(acts.key)
+    layer = run.layer_names[-1]
+    assert jobs.aligned_umap_job(run.key) is None
+    # maps stored under UMAP's key (as an earlier server or `make run`'s preparation left them)
+    _, _, params = projection_cached._aligned_params(run, run.layer_names, "umap", seed=0, n_neighbors=15,
+                                                     min_dist=0.1, metric="euclidean")
+    coords = np.random.default_rng(0).normal(size=(len(run.layer_names), len(run), 2)).astype(np.float32)
+    store.save(projection_cached.KIND, params, projection_cached.AlignedMaps(tuple(run.layer_names), coords))
+
+    shown = layer_maps.maps_for(run, "UMAP", layer)
+    assert shown.axis_name == "UMAP" and not shown.umap_pending and shown.note is None
+    np.testing.assert_array_equal(shown.maps[-1], coords[-1])
+    assert jobs.aligned_umap_job(run.key) is None  # nothing waits for the warm-up

@@ -90,8 +90,6 @@ def test_same_inputs__needs_the_same_fingerprint_and_size():
     elsewhere, fewer = run("c", fingerprint="fp-other"), run("d", n_inputs=30)
     partners = planning.same_inputs(a, [a, b, elsewhere, fewer])
     assert [r["key"] for r in partners] == ["a", "b"]
-    assert planning.default_partner(a, partners) == "b"
-    assert planning.default_partner(a, [a]) == "a"
 
 
 @pytest.mark.parametrize("model, index", [("minilm", 1), ("smollm2", 0), ("my-bert", 0)])

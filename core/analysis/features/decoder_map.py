@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.analysis.features.stats import FEATURES_VERSION
+from core.progress import Progress, report
 
 if TYPE_CHECKING:
     from core.analysis.sae import StoredSAE
@@ -23,14 +24,20 @@ class DecoderMap:
     coords: np.ndarray
 
 
-def decoder_map(stored: StoredSAE, store: Store, *, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """(F, 2) map of the latents' decoder directions (cosine geometry), PCA or UMAP, through the store."""
+def decoder_map(stored: StoredSAE, store: Store, *, method: str = "pca", seed: int = 0,
+                progress: Progress | None = None) -> np.ndarray:
+    """(F, 2) map of the latents' decoder directions (cosine geometry), PCA or UMAP, through the store.
+
+    progress hears of the fit (one step) only when it is computed.
+    """
     from core.analysis.projection import project
 
     params = {"sae": stored.key, "method": method, "seed": seed, "version": FEATURES_VERSION}
 
     def compute() -> DecoderMap:
         W = stored.sae.W_dec.detach().cpu().numpy().astype(np.float64)  # (F, d_in)
+        report(progress, 0, 1, f"{method.upper()} of {len(W):,} decoder directions (one fit: no iterations are "
+               "reported)")
         return DecoderMap(project(W, method, seed=seed, metric="cosine"))
 
     return np.asarray(store.cached(DECODER_MAP_KIND, params, compute, DecoderMap).coords)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 PROJECTION_VERSION = 3  # bump when a change alters stored maps
 KIND = "projection"  # the store's folder for maps
+METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}  # for progress messages
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,8 +75,13 @@ def projection_cached(
     min_dist: float = 0.1,
     metric: str = "euclidean",
     perplexity: float = 30.0,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """The (n_inputs, n_components) map of one layer of a run, read from the store or computed."""
+    """The (n_inputs, n_components) map of one layer of a run, read from the store or computed.
+
+    progress hears of the fit only when it is computed: one step (the libraries report no
+    iterations), so a caller's bar shows what runs while its clock moves.
+    """
     method = check_choice("method", method, METHODS)
     metric = check_choice("metric", metric, METRICS)
     layer = check_layer(acts, layer)
@@ -87,10 +93,26 @@ def projection_cached(
 
     def compute() -> LayerMap:
         rows = acts.pooled(layer)  # (n_inputs, d): tokens runs give the mean of each input's tokens
+        report(progress, 0, 1, f"fitting {METHOD_NAMES[method]} to {rows.shape[0]:,} inputs of {rows.shape[1]:,} "
+               "dimensions (one step: no iterations are reported)")
         coords = project(rows, method, n_components=n_components, perplexity=perplexity, **options)
         return LayerMap(layer=layer, coords=coords)
 
-    return np.asarray(store.cached(KIND, params, compute, LayerMap).coords)
+    coords = np.asarray(store.cached(KIND, params, compute, LayerMap).coords)
+    report(progress, 1, 1, "map ready")
+    return coords
+
+
+def _aligned_params(
+    acts: Activations, layers: Sequence[str], method: str, *, seed: int, n_neighbors: int, min_dist: float,
+    metric: str,
+) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The checked layer names, the method's options and the store params of aligned maps."""
+    method = check_choice("method", method, ALIGNED_METHODS)
+    metric = check_choice("metric", metric, METRICS)
+    names = list(check_layers(acts, layers))
+    options = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    return names, options, _params(acts, method, **options, layers=names, aligned=True, n_components=2)
 
 
 def aligned_projection_cached(
@@ -106,11 +128,8 @@ def aligned_projection_cached(
     progress: Progress | None = None,
 ) -> list[np.ndarray]:
     """Aligned (n_inputs, 2) maps of `layers` of a run (see aligned_projection), through the store."""
-    method = check_choice("method", method, ALIGNED_METHODS)
-    metric = check_choice("metric", metric, METRICS)
-    names = list(check_layers(acts, layers))
-    options = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
-    params = _params(acts, method, **options, layers=names, aligned=True, n_components=2)
+    names, options, params = _aligned_params(acts, layers, method, seed=seed, n_neighbors=n_neighbors,
+                                             min_dist=min_dist, metric=metric)
 
     def compute() -> AlignedMaps:
         rows = [acts.pooled(name) for name in names]
@@ -120,6 +139,24 @@ def aligned_projection_cached(
     stored = store.cached(KIND, params, compute, AlignedMaps)
     report(progress, len(names), len(names), "maps ready")
     return [np.asarray(coords) for coords in stored.coords]
+
+
+def aligned_projection_stored(
+    acts: Activations,
+    layers: Sequence[str],
+    method: str,
+    store: Store,
+    *,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+) -> list[np.ndarray] | None:
+    """The aligned (n_inputs, 2) maps aligned_projection_cached would return, if stored; None, computing nothing."""
+    _, _, params = _aligned_params(acts, layers, method, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist,
+                                   metric=metric)
+    stored = store.lookup(KIND, params, AlignedMaps)
+    return None if stored is None else [np.asarray(coords) for coords in stored.coords]
 
 
 def _read_legacy_map(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> LayerMap:
