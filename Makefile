@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/probes.py
 	$(PY) bench/projection.py
 	$(PY) bench/similarity.py
+	$(PY) bench/similarity_null.py
 	$(PY) bench/export.py
 
 clean:

@@ -8,23 +8,40 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from core.analysis.similarity import SimilarityResult, best_match_per_layer
+from core.analysis.similarity import NullResult, SimilarityResult, best_match_per_layer
 from core.figures.style import CONTINUOUS, color_for, compact_layer_names, style_figure
 
 
-def _cell_text(result: SimilarityResult) -> list[list[str]]:
-    """Hover text per cell: both layers and the value, or why it is undefined."""
+def _cell_text(result: SimilarityResult, null: NullResult | None = None) -> list[list[str]]:
+    """Hover text per cell: both layers and the value, or why it is undefined; with `null`, its mean and p."""
     out = []
     for i, la in enumerate(result.layers_a):
         row = []
         for j, lb in enumerate(result.layers_b):
             value = result.matrix[i, j]
             shown = f"{value:.4f}" if np.isfinite(value) else f"undefined: {result.reason_at(i, j) or 'NaN'}"
-            row.append(
-                f"A: {html.escape(la)}<br>B: {html.escape(lb)}<br>{html.escape(result.label)}: {html.escape(shown)}"
-            )
+            text = f"A: {html.escape(la)}<br>B: {html.escape(lb)}<br>{html.escape(result.label)}: {html.escape(shown)}"
+            if null is not None and np.isfinite(null.p_value[i, j]):
+                text += (f"<br>null mean {null.null_mean[i, j]:.4f} ± {null.null_std[i, j]:.4f}"
+                         f"<br>p = {null.p_value[i, j]:.3g} ({null.n_permutations} permutations)")
+            row.append(text)
         out.append(row)
     return out
+
+
+def _null_marks(fig: go.Figure, null: NullResult, alpha: float) -> None:
+    """A grey x on every cell whose value is not above the permutation null (p >= alpha), with a legend entry."""
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(null.p_value >= alpha)
+    fig.add_trace(
+        go.Scatter(
+            x=cols, y=rows, mode="markers", hoverinfo="skip", showlegend=True,
+            name=f"not above the permutation null (p ≥ {alpha:g}, {null.n_permutations} permutations of B's rows)",
+            marker={"symbol": "x-thin", "size": 12, "color": "#8a8f98", "line": {"width": 2, "color": "#8a8f98"}},
+            unselected={"marker": {"opacity": 1.0}},
+        )
+    )
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.25, "x": 0})
 
 
 def _rows_note(result: SimilarityResult) -> str:
@@ -40,6 +57,8 @@ def similarity_heatmap(
     publication: bool = False,
     selected: Sequence[str] | None = None,
     fit_colours: bool = False,
+    null: NullResult | None = None,
+    alpha: float = 0.05,
 ) -> go.Figure:
     """Heatmap of `result.matrix`: run A's layers on y (first layer at the bottom), run B's on x.
 
@@ -49,6 +68,8 @@ def similarity_heatmap(
     the colour bar title. The colour scale spans the metric's
     range (comparable across pairs), or with `fit_colours` the matrix's own values (contrast for
     small values such as mutual k-NN). NaN cells are left blank; their hover text gives the reason.
+    With `null` (a NullResult of the same matrix) cells with p >= `alpha` carry a grey x and the
+    hover gives the null mean, its std and p.
     """
     model_a, model_b = result.info.get("model_a", "A"), result.info.get("model_b", "B")
     x, y = np.arange(len(result.layers_b)), np.arange(len(result.layers_a))
@@ -70,7 +91,7 @@ def similarity_heatmap(
             zmax=zmax,
             colorscale=CONTINUOUS,
             reversescale=reverse,
-            text=_cell_text(result),
+            text=_cell_text(result, null),
             hovertemplate="%{text}<extra></extra>",
             colorbar={"title": {"text": result.label + _rows_note(result) + suffix, "side": "right"}},
             name=result.label,
@@ -79,7 +100,7 @@ def similarity_heatmap(
     # heatmap cells cannot be selected in plotly: an invisible marker per cell makes a click
     # on a cell a selection event carrying its two layer names
     grid_x, grid_y = np.meshgrid(x, y)
-    cell_text = np.asarray(_cell_text(result), dtype=object)
+    cell_text = np.asarray(_cell_text(result, null), dtype=object)
     fig.add_trace(
         go.Scatter(
             x=grid_x.ravel(),
@@ -117,6 +138,8 @@ def similarity_heatmap(
                 hovertemplate="A: %{customdata[0]}<br>best B: %{customdata[1]}<br>%{customdata[2]:.4f}<extra></extra>",
             )
         )
+    if null is not None:
+        _null_marks(fig, null, alpha)
     if selected is not None and selected[0] in result.layers_a and selected[1] in result.layers_b:
         i, j = result.layers_a.index(selected[0]), result.layers_b.index(selected[1])
         fig.add_trace(

@@ -13,7 +13,7 @@ from core.errors import LayerscopeError
 from core.progress import Progress
 from core.recipes.context import Context
 from core.recipes.registry import BuiltFigure, register, run_keys
-from core.validation import check_choice
+from core.validation import check_choice, check_number
 
 # what one row of the compared matrices is:
 #   "inputs": one row per input; a per-token run gives each input's mean token vector
@@ -88,6 +88,58 @@ def similarity_of_runs(store: Any, acts_a: Any, acts_b: Any, metric: str, params
     return compute() if store is None else store.cached("similarity", key, compute, SimilarityResult)
 
 
+def calibrated_of_runs(store: Any, acts_a: Any, acts_b: Any, metric: str, params: Mapping[str, Any], *,
+                       kind: str, rows: str = "inputs", progress: Progress | None = None, **options: Any):
+    """A NullResult (kind "null": `permutation_null`) or BootstrapResult (kind "bootstrap":
+    `bootstrap_similarity`) of two runs, through `store`, with rows as `similarity_of_runs`.
+
+    options: n_permutations, or n_boot, level, layers_a, layers_b; recorded in the store key.
+    """
+    from core.analysis.similarity import BootstrapResult, NullResult, bootstrap_similarity, permutation_null
+    from core.analysis.similarity.bootstrap import BOOTSTRAP_VERSION
+    from core.analysis.similarity.matrix import DEFAULT_MAX_POINTS, SIMILARITY_VERSION
+    from core.analysis.similarity.null import NULL_VERSION
+
+    check_choice("kind", kind, ("null", "bootstrap"))
+    check_choice("rows", rows, ROWS)
+    compute_with = permutation_null if kind == "null" else bootstrap_similarity
+    if rows == "inputs":
+        result = compute_with(acts_a, acts_b, metric, store=store, progress=progress, **options, **dict(params))
+        return dataclasses.replace(result, info={**result.info, "rows": "inputs"})
+    check_same_tokens(acts_a, acts_b)
+    from core.analysis.similarity import get_metric
+
+    filled = get_metric(metric).fill_params(dict(params))
+    a = TokenRows(acts_a)
+    b = a if acts_b.key == acts_a.key else TokenRows(acts_b)
+
+    def compute():
+        result = compute_with(a, b, metric, progress=progress, **options, **filled)
+        info = {**result.info, "model_a": acts_a.model_name, "model_b": acts_b.model_name, "rows": "tokens"}
+        return dataclasses.replace(result, run_a=acts_a.key, run_b=acts_b.key, info=info)
+
+    version = NULL_VERSION if kind == "null" else BOOTSTRAP_VERSION
+    key = {"run_a": acts_a.key, "run_b": acts_b.key, "metric": metric, **filled,
+           **{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()},
+           "layers_a": list(options.get("layers_a") or acts_a.layer_names),
+           "layers_b": list(options.get("layers_b") or acts_b.layer_names), "seed": 0,
+           "max_points": DEFAULT_MAX_POINTS, "rows": "tokens", "version": [SIMILARITY_VERSION, version]}
+    result_type = NullResult if kind == "null" else BootstrapResult
+    return compute() if store is None else store.cached(f"similarity_{kind}", key, compute, result_type)
+
+
+def calibrated_result(context: Context, acts_a, acts_b, metric: str, params: Mapping[str, Any], rows: str,
+                      kind: str, **options: Any):
+    """`calibrated_of_runs` through the recipe context (computed once per key)."""
+
+    def compute():
+        return calibrated_of_runs(context.store, acts_a, acts_b, metric, params, kind=kind, rows=rows, **options)
+
+    key = (f"similarity_{kind}", acts_a.key, acts_b.key, metric, json.dumps(dict(params), sort_keys=True, default=str),
+           rows, json.dumps(options, sort_keys=True, default=str))
+    return context.cached(key, compute)
+
+
 def similarity_result(context: Context, acts_a, acts_b, metric: str, params: Mapping[str, Any],
                       rows: str = "inputs"):
     """The SimilarityResult of every layer pair of two runs, through the store (see `similarity_of_runs`)."""
@@ -115,23 +167,54 @@ def rows_caption(result, acts_a, acts_b) -> str:
 def similarity_recipe(context: Context, runs, *, metric: str = "linear_cka",
                       metric_params: Mapping[str, Any] | None = None, title: str | None = None,
                       fit_colours: bool = False, selected: Sequence[str] | None = None,
-                      rows: str = "inputs") -> BuiltFigure:
+                      rows: str = "inputs", n_permutations: int | None = None, alpha: float = 0.05,
+                      n_boot: int | None = None) -> BuiltFigure:
     """Compare's layer x layer similarity heatmap of two runs (`selected`: the outlined cell, layer A and B).
 
-    rows: "inputs" or "tokens" (see `similarity_of_runs`).
+    rows: "inputs" or "tokens" (see `similarity_of_runs`). n_permutations: calibrate every cell
+    against a permutation null (cells with p >= alpha marked); None = off. n_boot: a bootstrap
+    interval for the selected cell; None = off.
     """
+    from core.analysis.similarity.bootstrap import BOOTSTRAP_STREAM
+    from core.analysis.similarity.null import PERMUTATION_STREAM
     from core.figures.similarity import similarity_heatmap
 
     key_a, key_b = run_keys(runs, "similarity_heatmap", 2)
     acts_a, acts_b = context.run(key_a), context.run(key_b)
     result = similarity_result(context, acts_a, acts_b, metric, metric_params or {}, rows)
     title = title or f"{result.label}: {acts_a.model_name} vs {acts_b.model_name} on {acts_a.dataset_name}"
-    fig = similarity_heatmap(result, title=title, selected=tuple(selected) if selected else None,
-                             fit_colours=fit_colours)
+    null = interval = None
     analysis = {"metric": result.metric, "variant": result.label, "parameters": result.params,
                 "seeds": {"subsample": result.seed}, "n": result.n, "max_points": result.max_points,
                 "rows": result.info.get("rows", rows)}
     caption = (f"{result.label} between every layer of {acts_a.model_name} (A) and {acts_b.model_name} (B), "
                f"{rows_caption(result, acts_a, acts_b)}.")
-    return BuiltFigure(fig, result.to_frame(), analysis, caption,
+    if n_permutations is not None:
+        alpha = check_number("alpha", alpha, low=0, low_open=True, high=1)
+        null = calibrated_result(context, acts_a, acts_b, metric, metric_params or {}, rows, "null",
+                                 n_permutations=n_permutations)
+        analysis["permutation_null"] = {"n_permutations": null.n_permutations, "alpha": alpha,
+                                        "seed": [null.seed, PERMUTATION_STREAM], "permuted": "rows of B",
+                                        "p_value": null.info["p_value"]}
+        caption += (f" A grey x marks cells not above a permutation null ({null.n_permutations} shuffles of B's "
+                    f"rows, p >= {alpha:g}; {int(null.above_null(alpha).sum())} of {null.p_value.size} cells above"
+                    + (f"; with {null.n_permutations} permutations no p can be below {1 / (1 + null.n_permutations):.3g})."
+                       if 1 / (1 + null.n_permutations) >= alpha else ")."))
+    if n_boot is not None and selected:
+        interval = calibrated_result(context, acts_a, acts_b, metric, metric_params or {}, rows, "bootstrap",
+                                     n_boot=n_boot, layers_a=[selected[0]], layers_b=[selected[1]])
+        cell = interval.cell(selected[0], selected[1])
+        analysis["bootstrap"] = {"cell": list(selected[:2]), "n_boot": interval.n_boot, "level": interval.level,
+                                 "seed": [interval.seed, BOOTSTRAP_STREAM], "duplicates": interval.duplicates,
+                                 "low": cell["low"], "high": cell["high"]}
+        caption += (f" Cell {selected[0]} x {selected[1]}: {cell['observed']:.3f}, {100 * interval.level:g}% "
+                    f"bootstrap interval {cell['low']:.3f} to {cell['high']:.3f} ({interval.n_boot} resamples of "
+                    f"the inputs, duplicates {interval.duplicates}).")
+    fig = similarity_heatmap(result, title=title, selected=tuple(selected) if selected else None,
+                             fit_colours=fit_colours, null=null, alpha=alpha)
+    table = result.to_frame()
+    if null is not None:  # the frame lists cells row by row, as ravel does
+        table["null_mean"], table["null_std"] = null.null_mean.ravel(), null.null_std.ravel()
+        table["p_value"] = null.p_value.ravel()
+    return BuiltFigure(fig, table, analysis, caption,
                        f"similarity-{result.metric}-{acts_a.model_name}-{acts_b.model_name}", result=result)

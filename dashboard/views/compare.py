@@ -1,6 +1,7 @@
 """Compare two models: layer-by-layer similarity heatmaps with linked maps."""
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -70,6 +71,32 @@ def extract_with_progress(title: str, request: tuple, work: Callable, *,
     st.rerun()
 
 
+def calibrated(request: tuple, title: str, work: Callable, *, offer: str, label: str) -> Any:
+    """`work(bar)` once asked for by its button (then kept for the session), with live progress; None until then."""
+    asked = state.computed(state.Compare.NULL_COMPUTED)
+    clicked = False
+    if is_stopped(state.Compare.NULL_STOPPED, request):
+        clicked = not stopped(state.Compare.NULL_STOPPED, request, what=title, retry="Compute again")
+    elif request not in asked:
+        slot = st.empty()
+        with slot.container():
+            st.caption(offer)
+            clicked = st.button(label, icon=":material/play_arrow:", key=f"{state.Compare.NULL_COMPUTED}_{request[0]}")
+        if clicked:
+            slot.empty()  # the bar takes its place
+    if not (clicked or request in asked):
+        return None
+    bar = LiveProgress(title, key=state.Compare.NULL_STOPPED, request=request, eager=clicked,
+                       describe=lambda done, total, what: what)
+    asked.discard(request)  # until complete: a Cancel click leaves it out
+    try:
+        result = work(bar)
+    finally:
+        bar.empty()
+    asked.add(request)
+    return result
+
+
 # ----- model A, model B ------------------------------------------------------------------------------
 with st.sidebar:
     st.markdown("##### Models")
@@ -132,6 +159,14 @@ with st.sidebar:
         params["variance"] = st.slider("Variance kept", 0.80, 1.0, 0.99, 0.01)
     if "bandwidth" in defaults:
         params["bandwidth"] = st.slider("Bandwidth (x median distance)", 0.1, 4.0, 1.0, 0.1)
+    calibrate = st.checkbox(
+        "Calibrate against a permutation null", key=state.Compare.NULL,
+        help="Shuffle the rows of model B (one permutation for all its layers) and recompute every cell, many "
+        "times: cells not above that null (p >= 0.05) get a grey x, the hover gives the null mean and p, and a "
+        "clicked cell can get a bootstrap interval over inputs.")
+    n_permutations = int(st.number_input("Permutations", 20, 1000, 100, 10, key=state.Compare.NULL_PERMUTATIONS,
+                                                 help="At least 20: the smallest p-value is 1 / (1 + permutations).")) \
+        if calibrate else None
 
 # ----- partners: the untrained twin, another model ----------------------------------------------------
 model_a = run_a["model"]["name"]
@@ -237,10 +272,45 @@ with widgets.user_errors():
             layer_a = result.layers_a[round(points[0]["y"])]
             layer_b = result.layers_b[round(points[0]["x"])]
         st.session_state[state.Compare.CELL] = (layer_a, layer_b)
+    calibration, interval = {}, None
+    if calibrate:
+        words = f"{label} of {model_a} with {run_b['model']['name']}"
+        null_request = ("null", run_a["key"], run_b["key"], metric, cached.params_key(params), rows, n_permutations)
+        null = calibrated(
+            null_request, f"Permutation null of {words}",
+            lambda bar: actions.compute_calibration(run_a["key"], run_b["key"], metric, params, kind="null", rows=rows,
+                                                    n_permutations=n_permutations, progress=bar),
+            offer=f"Shuffle model B's rows {n_permutations} times and recompute every cell: a p-value per cell "
+            "(seconds to minutes, read back from the workspace once computed).",
+            label=f"Compute the permutation null ({n_permutations} permutations)")
+        if null is not None:
+            calibration["n_permutations"] = n_permutations
+        shown = st.session_state.get(state.Compare.CELL)
+        if not shown or shown[0] not in result.layers_a or shown[1] not in result.layers_b:
+            shown = best[:2] if best else (result.layers_a[-1], result.layers_b[-1])
+        boot_request = ("bootstrap", run_a["key"], run_b["key"], metric, cached.params_key(params), rows, *shown)
+        interval = calibrated(
+            boot_request, f"Bootstrap of {shown[0]} x {shown[1]}",
+            lambda bar: actions.compute_calibration(run_a["key"], run_b["key"], metric, params, kind="bootstrap",
+                                                    rows=rows, n_boot=200, layers_a=[shown[0]],
+                                                    layers_b=[shown[1]], progress=bar),
+            offer=f"A 95% interval for cell A · {shown[0]} x B · {shown[1]} (click another cell to choose it): "
+            "200 resamples of the inputs.",
+            label="Compute its bootstrap interval")
+        if interval is not None:
+            calibration["n_boot"] = 200
+            st.session_state[state.Compare.CELL] = tuple(shown)
     heatmap = build("similarity_heatmap", [acts_a.key, acts_b.key], metric=metric, metric_params=params, title=title,
-                    fit_colours=fit_colours, selected=st.session_state.get(state.Compare.CELL), rows=rows)
+                    fit_colours=fit_colours, selected=st.session_state.get(state.Compare.CELL), rows=rows,
+                    **calibration)
     show_built(heatmap, key=state.Compare.HEATMAP, width="stretch", on_select="rerun", selection_mode=("points",))
     st.caption(heatmap.caption)
+    if interval is not None:
+        values = interval.cell(interval.layers_a[0], interval.layers_b[0])
+        st.metric(f"{interval.layers_a[0]} x {interval.layers_b[0]}: {100 * interval.level:g}% bootstrap interval",
+                  f"{values['low']:.3f} to {values['high']:.3f}", help=f"{interval.n_boot} resamples of the "
+                  f"{interval.n} inputs, the same for both models; duplicates {interval.duplicates}. Value "
+                  f"{values['observed']:.4f}.")
     cell = st.session_state.get(state.Compare.CELL)
     if not cell or cell[0] not in acts_a.layer_names or cell[1] not in acts_b.layer_names:
         cell = best[:2] if best else (acts_a.layer_names[-1], acts_b.layer_names[-1])

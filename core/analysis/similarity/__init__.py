@@ -14,6 +14,9 @@ Undefined values are never silent: the pair functions raise `LayerscopeError` na
 problem (constant activations, k >= n, a trivially perfect SVCCA, ...); `similarity_matrix`
 turns those into NaN plus a reason in `SimilarityResult.reasons`.
 
+Calibration: `permutation_null` (rows of run B shuffled; null mean, std and p-value per cell)
+and `bootstrap_similarity` (percentile intervals over inputs), in `null` and `bootstrap`.
+
 Adding a metric: write one file that defines its pair function and calls
 `register_metric(Metric(...))`, and import it below. (The attribute `rsa` of this package
 is the function; the module is `core.analysis.similarity.rsa` in `sys.modules`.)
@@ -49,6 +52,9 @@ from core.analysis.similarity.result import (
     best_pair,
     diagonal_on_relative_depth,
 )
+from core.analysis.similarity.calibration import BootstrapResult, NullResult
+from core.analysis.similarity.null import permutation_null
+from core.analysis.similarity.bootstrap import bootstrap_similarity
 
 __all__ = [
     "DEFAULT_MAX_POINTS",
@@ -57,10 +63,13 @@ __all__ = [
     "METRIC_NAMES",
     "SIMILARITY_METRICS",
     "SIMILARITY_VERSION",
+    "BootstrapResult",
     "Metric",
+    "NullResult",
     "SimilarityResult",
     "best_match_per_layer",
     "best_pair",
+    "bootstrap_similarity",
     "check_aligned_runs",
     "check_metric",
     "debiased_cka",
@@ -71,6 +80,7 @@ __all__ = [
     "metric_label",
     "mutual_knn",
     "orthogonal_procrustes_distance",
+    "permutation_null",
     "rbf_cka",
     "register_metric",
     "rsa",
