@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from core.analysis.geometry import METRIC_UNITS, GeometryResult, turning_angles
+from core.analysis.geometry import METRIC_UNITS, GeometryBands, GeometryResult, turning_angles
 from core.figures.depth import LAYER_TITLE, RELATIVE_DEPTH_TITLE, band, curve, depth_axis, style_depth_figure
 from core.figures.lens import kl_curve, lens_heatmap, token_label
 from core.figures.style import ACCENT, CONTINUOUS, MUTED, color_for, style_figure
@@ -84,6 +84,7 @@ def geometry_curves(
     *,
     relative_depth: bool = True,
     controls: Collection[str] = (),
+    bands: Mapping[str, GeometryBands] | None = None,
     title: str | None = None,
     publication: bool = False,
 ) -> go.Figure:
@@ -96,6 +97,9 @@ def geometry_curves(
     metric: a result metric name, e.g. "curvature", "intrinsic_dimension".
     relative_depth: x = i / (L - 1), so models of different depth line up; else the layer index.
     controls: names drawn dashed (e.g. the untrained twin).
+    bands: legend name -> GeometryBands (core.analysis.geometry.bootstrap): the dataset-level
+        metrics of those curves get their band over resampled inputs, named in the legend
+        (e.g. "95% bootstrap interval over inputs, 50 resamples").
     Per-input metrics (curvature, prompt entropy) get a q25..q75 band over inputs;
     NaN layers (undefined values) are gaps, never interpolated.
     """
@@ -116,6 +120,10 @@ def geometry_curves(
         q75 = in_display_units(metric, result.q75[metric])
         if np.isfinite(q25).any():
             fig.add_trace(band(x, q25, q75, color=color, group=label, name=f"{label} (interquartile)"))
+        resampled = (bands or {}).get(name)
+        if resampled is not None and metric in resampled.metrics:
+            fig.add_trace(band(x, resampled.low[metric], resampled.high[metric], color=color, group=label,
+                               name=f"{label}: {resampled.name(metric)}").update(showlegend=True))
         custom = np.stack(
             [np.array(result.layer_names, dtype=object), np.arange(n), q25, q75], axis=1
         )

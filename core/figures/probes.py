@@ -24,13 +24,15 @@ def baseline_name(metric: str) -> str:
     return BASELINE_NAMES.get(metric, "chance")
 
 
-def score_range(result) -> list[float]:
+def score_range(result, interval=None) -> list[float]:
     """The y range [low, high] of a probe curve: its curves, bands and baseline, and room for the best score's label.
 
     Accuracy keeps 0 at the bottom and at least 1 at the top, so that runs read alike.
     """
     mean = np.asarray(result.mean, dtype=float)
     drawn = [mean - result.std, mean + result.std, [getattr(result, "chance", np.nan)]]
+    if interval is not None:
+        drawn += [interval.low, interval.high]
     if getattr(result, "control_mean", None) is not None:
         control = np.asarray(result.control_mean, dtype=float)
         drawn += [control - result.control_std, control + result.control_std]
@@ -50,23 +52,38 @@ def _score_with_spread(fig: go.Figure, x, mean, std, *, color: str, group: str, 
     fig.add_trace(curve(x, mean, name=name, color=color, legendgroup=group, **trace))
 
 
-def probe_curve(result, *, title: str | None = None, publication: bool = False) -> go.Figure:
+def probe_curve(result, *, interval=None, title: str | None = None, publication: bool = False) -> go.Figure:
     """Line plot of held-out probe score per layer.
 
     Mean over folds with a +/- 1 std band, the control dashed (named by its kind), the
     baseline dotted (chance, the majority class share, for accuracy; predicting the mean,
     0, for R^2), best layer starred with its score above it, inside the y range.
+    interval: a ProbeInterval (core.analysis.probes.bootstrap); its percentile band over
+    inputs replaces the std band (named in the legend, e.g. "95% bootstrap interval over
+    inputs, 1000 resamples") and the best layer's legend entry gives best vs last layer.
     Layers sit at integer positions 0..L-1 (0 = first extracted layer).
     """
     x = np.arange(len(result.layer_names))
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     label = "accuracy" if result.metric == "accuracy" else "R²"
     fig = go.Figure()
-    _score_with_spread(
-        fig, x, mean, std, color=ACCENT, group="probe", name=f"linear probe ({label})",
-        customdata=np.stack([np.array(result.layer_names, dtype=object), std], axis=1),
-        hovertemplate="layer %{x} · %{customdata[0]}<br>" + label + " %{y:.3f} ± %{customdata[1]:.3f}<extra></extra>",
-    )
+    if interval is None:
+        _score_with_spread(
+            fig, x, mean, std, color=ACCENT, group="probe", name=f"linear probe ({label})",
+            customdata=np.stack([np.array(result.layer_names, dtype=object), std], axis=1),
+            hovertemplate="layer %{x} · %{customdata[0]}<br>" + label
+            + " %{y:.3f} ± %{customdata[1]:.3f}<extra></extra>",
+        )
+    else:
+        fig.add_trace(band(x, interval.low, interval.high, color=ACCENT, group="interval", name=interval.name,
+                           alpha=0.2).update(showlegend=True))
+        fig.add_trace(curve(
+            x, mean, name=f"linear probe ({label})", color=ACCENT, legendgroup="probe",
+            customdata=np.stack([np.array(result.layer_names, dtype=object), std, interval.low, interval.high],
+                                axis=1),
+            hovertemplate="layer %{x} · %{customdata[0]}<br>" + label + " %{y:.3f} ± %{customdata[1]:.3f} (folds)"
+            "<br>" + interval.name + ": %{customdata[2]:.3f} – %{customdata[3]:.3f}<extra></extra>",
+        ))
     control_mean = getattr(result, "control_mean", None)
     control = stored_control(getattr(result, "params", None) or {})
     if control_mean is not None and control in CONTROL_LEGEND:
@@ -93,7 +110,9 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
             x=[x[best]],
             y=[mean[best]],
             mode="markers+text",
-            name=f"best layer: {result.layer_names[best]}",
+            name=f"best layer: {result.layer_names[best]}" + (
+                f" · vs last layer: {interval.best_vs_last()}" if interval is not None
+                and interval.best_layer != interval.last_layer else ""),
             marker={"symbol": "star", "size": 16, "color": "#fab005", "line": {"width": 1, "color": "#1f2430"}},
             text=[f"{mean[best]:.3f}"],
             textposition="top center",
@@ -109,5 +128,5 @@ def probe_curve(result, *, title: str | None = None, publication: bool = False) 
         legend_y=-0.2,
     )
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=[str(i) for i in x])
-    fig.update_yaxes(range=score_range(result))
+    fig.update_yaxes(range=score_range(result, interval))
     return fig

@@ -33,6 +33,27 @@ def geometry_result(context: Context, acts, metrics: Sequence[str], options: Map
     return context.cached(key, compute)
 
 
+def band_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metrics of a geometry job that get bands over resampled inputs (intrinsic dimension, entropy, rank)."""
+    from core.analysis.geometry import BAND_METRICS
+
+    return [m for m in metrics if m in BAND_METRICS]
+
+
+def bands_result(context: Context, acts, metrics: Sequence[str], options: Mapping[str, Any], *, n_boot: int,
+                 level: float, subsample: float, bootstrap_seed: int):
+    """The GeometryBands of the band metrics among `metrics` on every layer of a run, through the store."""
+    from core.analysis.geometry import geometry_bands
+
+    def compute():
+        return geometry_bands(acts, band_metrics(metrics), store=context.store, n_boot=n_boot, level=level,
+                              subsample=subsample, bootstrap_seed=bootstrap_seed, **dict(options))
+
+    key = ("geometry_bands", acts.key, tuple(band_metrics(metrics)), json.dumps(dict(options), sort_keys=True),
+           n_boot, level, subsample, bootstrap_seed)
+    return context.cached(key, compute)
+
+
 def legend_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Legend names of runs (their metadata): model names, with pooling or dataset when two share a model."""
     names = [run["model"]["name"] for run in runs]
@@ -73,10 +94,15 @@ def duplicates_note(results: Mapping[str, Any]) -> str | None:
 
 @register("geometry_curves", page="views/geometry.py")
 def geometry_recipe(context: Context, runs, *, curves: Sequence[Mapping[str, Any]], metric: str,
-                    relative_depth: bool = True, controls: Sequence[str] = (), title: str | None = None) -> BuiltFigure:
+                    relative_depth: bool = True, controls: Sequence[str] = (), bands: bool = False,
+                    n_boot: int = 50, level: float = 0.95, subsample: float = 0.8, bootstrap_seed: int = 0,
+                    title: str | None = None) -> BuiltFigure:
     """The Geometry page's curve of one metric against depth, one line per (run, variant).
 
     curves: [{"name": legend name, "run": key, "metrics": metrics computed together, "options": {...}}].
+    bands: for intrinsic dimension, dataset entropy and effective rank, draw each curve's band over
+    resampled inputs (core.analysis.geometry.bootstrap: `n_boot` resamples at `level`; intrinsic
+    dimension on subsamples of `subsample` of the inputs without replacement; `bootstrap_seed`).
     """
     from core.figures.geometry import METRIC_TITLES, geometry_curves, metric_variant
 
@@ -85,7 +111,13 @@ def geometry_recipe(context: Context, runs, *, curves: Sequence[Mapping[str, Any
     results = {curve["name"]: geometry_result(context, context.run(curve["run"]), curve["metrics"],
                                               curve.get("options") or {}) for curve in curves}
     first = context.run(curves[0]["run"])
-    fig = geometry_curves(results, metric, relative_depth=relative_depth, controls=set(controls),
+    resampled = {}
+    if bands and band_metrics([metric]):
+        resampled = {curve["name"]: bands_result(context, context.run(curve["run"]), curve["metrics"],
+                                                 curve.get("options") or {}, n_boot=n_boot, level=level,
+                                                 subsample=subsample, bootstrap_seed=bootstrap_seed)
+                     for curve in curves if metric in curve["metrics"]}
+    fig = geometry_curves(results, metric, relative_depth=relative_depth, controls=set(controls), bands=resampled,
                           title=title or f"{METRIC_TITLES.get(metric, metric)} by layer · {first.dataset_name}")
     analysis = {"metric": metric, "variant": {n: metric_variant(r, metric) for n, r in results.items()},
                 "parameters": {n: r.params for n, r in results.items()},
@@ -98,8 +130,18 @@ def geometry_recipe(context: Context, runs, *, curves: Sequence[Mapping[str, Any
         analysis["duplicates_removed"] = duplicates
         note = duplicates_note(results)
         caption += f" {note}" if note else ""
-    return BuiltFigure(fig, geometry_table(results, metric), analysis, caption, f"geometry-{metric}",
-                       result=results)
+    table = geometry_table(results, metric)
+    if resampled:
+        first_bands = next(iter(resampled.values()))
+        caption += f" Bands: {first_bands.name(metric)}."
+        analysis["bands"] = {n: {"band": b.name(metric), "reason": b.reasons.get(metric),
+                                 **{k: v for k, v in b.params.items() if k not in ("run", "layers")}}
+                             for n, b in resampled.items()}
+        table["band_low"], table["band_high"] = np.nan, np.nan
+        for n, b in resampled.items():
+            rows = table["run"] == n
+            table.loc[rows, "band_low"], table.loc[rows, "band_high"] = b.low[metric], b.high[metric]
+    return BuiltFigure(fig, table, analysis, caption, f"geometry-{metric}", result=results)
 
 
 def _input_index(acts, index: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,20 +53,51 @@ def _probe_analysis(result) -> dict[str, Any]:
             "n_dropped": result.n_dropped, "chance": result.chance}
 
 
+def probe_interval_of(context: Context, acts, result, column: str, *, level: float, n_boot: int, seed: int):
+    """The ProbeInterval of a probe result (bootstrap over its out-of-fold predictions), computed once per context."""
+    from core.analysis.probes import probe_interval
+
+    key = ("probe_interval", acts.key, column, json.dumps(result.params, sort_keys=True, default=str), level,
+           n_boot, seed)
+    return context.cached(key, lambda: probe_interval(result, level=level, n_boot=n_boot, seed=seed))
+
+
+def interval_analysis(interval) -> dict[str, Any]:
+    """A ProbeInterval's settings and best-vs-last test, as a sidecar records them."""
+    return {**{k: v for k, v in interval.params.items() if k != "probe"},
+            "best_layer": interval.best_layer, "last_layer": interval.last_layer,
+            "best_minus_last": interval.difference,
+            "best_minus_last_interval": [interval.difference_low, interval.difference_high],
+            "p_value_one_sided": interval.p_value}
+
+
 @register("probe_curve", page="views/probes.py")
 def probe_curve_recipe(context: Context, runs, *, column: str, task: str = "auto", control: str = "auto",
-                       dropna: bool = True, drop_rare: bool = True, title: str | None = None) -> BuiltFigure:
-    """The Probes page's curve: held-out score per layer with the control (named by its kind) and chance."""
+                       dropna: bool = True, drop_rare: bool = True, interval: bool = True, level: float = 0.95,
+                       n_boot: int = 1000, bootstrap_seed: int = 0, title: str | None = None) -> BuiltFigure:
+    """The Probes page's curve: held-out score per layer with the control (named by its kind) and chance.
+
+    interval: draw the percentile bootstrap interval over inputs (`level`, `n_boot` resamples drawn
+    with `bootstrap_seed`) and give best layer vs last layer in the legend.
+    """
     from core.figures.probes import baseline_name, probe_curve
 
     acts = context.run(run_keys(runs, "probe_curve")[0])
     result = probe_result(context, acts, column, task=task, control=control, dropna=dropna, drop_rare=drop_rare)
-    fig = probe_curve(result, title=title or f"{acts.model_name} on {acts.dataset_name}: probing {column}")
+    boot = probe_interval_of(context, acts, result, column, level=level, n_boot=n_boot,
+                             seed=bootstrap_seed) if interval else None
+    fig = probe_curve(result, interval=boot,
+                      title=title or f"{acts.model_name} on {acts.dataset_name}: probing {column}")
+    spread = f"mean over folds, {boot.name}" if boot is not None else "mean ± std over folds"
     caption = (f"Linear probe {score_name(result)} for {column} at each layer of {acts.model_name} on "
-               f"{acts.dataset_name} (mean ± std over folds), with the {control_name(result)} and "
+               f"{acts.dataset_name} ({spread}), with the {control_name(result)} and "
                f"{baseline_name(result.metric)} ({result.chance:.3f}); best layer {result.best_layer}.")
-    return BuiltFigure(fig, result.to_frame(), _probe_analysis(result), caption, f"probe-{acts.model_name}-{column}",
-                       result=result)
+    table, analysis = result.to_frame(), _probe_analysis(result)
+    if boot is not None:
+        caption += f" Best layer vs last layer: {boot.best_vs_last()} (paired bootstrap, one-sided)."
+        table = table.assign(out_of_fold=boot.estimate, interval_low=boot.low, interval_high=boot.high)
+        analysis["interval"] = interval_analysis(boot)
+    return BuiltFigure(fig, table, analysis, caption, f"probe-{acts.model_name}-{column}", result=result)
 
 
 @register("probe_depth_curves", page="views/compare.py")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.analysis.geometry import (
+    BAND_METRICS,
     CURVATURE_DEGENERATE,
     CURVATURE_VARIANTS,
     ENTROPY_VARIANTS,
@@ -10,14 +11,16 @@ from core.analysis.geometry import (
     ID_METHODS,
     PER_INPUT_METRICS,
     RESULT_METRICS,
+    geometry_bands,
     geometry_by_layer,
 )
 from core.data.naming import display_name
 from core.figures.geometry import METRIC_TITLES, display_unit, metric_variant
-from core.recipes.geometry import duplicates_note
+from core.recipes.geometry import band_metrics, duplicates_note
 from core.runs import TWIN_SEED
 from dashboard import actions, cached, demo_status, planning, run_choice, state, widgets
 from dashboard.figure_export import build, show_built
+from dashboard.live_progress import LiveProgress, is_stopped, stopped
 
 VARIANT_NAMES = {"signed": "signed (Hosseini & Fedorenko)", "abs": "abs (Skean et al.)",
                  "twonn": "TwoNN (linear fit, dadapy)", "mle": "maximum likelihood",
@@ -95,6 +98,13 @@ with st.sidebar:
         help="Also extract the same inputs from the same architecture with re-initialised weights (seed "
         f"{TWIN_SEED}): the classic control for curvature and intrinsic dimension.",
     )
+    with_bands = bool(set(metrics) & set(BAND_METRICS)) and st.toggle(
+        "Bootstrap bands", key=state.Geometry.BANDS,
+        help="Intrinsic dimension, dataset entropy and effective rank recomputed on 50 resamples of the inputs; "
+        "the band is their 95% percentile interval. Entropy and rank: inputs drawn with replacement. Intrinsic "
+        "dimension: 80% of the inputs without replacement (a repeated input is at distance 0). "
+        "Costs 50 times the metric.",
+    )
     relative = st.toggle("Relative depth axis", value=True,
                          help="x = layer / last layer (0 = embeddings, 1 = last layer), so models of different "
                          "depth line up.")
@@ -110,16 +120,32 @@ plan = planning.plan_geometry(run, runs, second=compare_key, jobs=jobs, with_twi
 for r in plan.untrained:
     st.caption(f"{r['model']['name']} is already an untrained model; it gets no twin.")
 requested = state.computed(state.Geometry.COMPUTED)
+request = (plan.request, with_bands)
+band_jobs = [(k, band_metrics(m), o) for k in plan.run_keys() for m, o in jobs if band_metrics(m)] if with_bands else []
 
-if plan.request not in requested and demo_status.waiting_for(("geometry",), "Geometry"):
+
+def bands_stored() -> bool:
+    """Whether every band the page draws is in the workspace already."""
+    return all(geometry_bands(cached.open_run(k), m, store=cached.store(), stored_only=True, **o) is not None
+               for k, m, o in band_jobs)
+
+
+if request not in requested and demo_status.waiting_for(("geometry",), "Geometry"):
     st.stop()
-if plan.request not in requested and not plan.missing_twins and all(  # stored (e.g. by the demo): shown at once
+if request not in requested and not plan.missing_twins and all(  # stored (e.g. by the demo): shown at once
         geometry_by_layer(cached.open_run(k), m, store=cached.store(), stored_only=True, **o) is not None
-        for k in plan.run_keys() for m, o in jobs):
-    requested.add(plan.request)
-if plan.request not in requested:
-    st.caption(f"Computing: {plan.summary()}. Results are stored in the workspace and read back next time.")
-    if not st.button("Compute geometry", type="primary", icon=":material/play_arrow:"):
+        for k in plan.run_keys() for m, o in jobs) and bands_stored():
+    requested.add(request)
+retry = False
+if request not in requested and is_stopped(state.Geometry.BANDS_STOPPED, request):
+    if stopped(state.Geometry.BANDS_STOPPED, request, what="Computing the bootstrap bands", retry="Compute again"):
+        st.stop()
+    retry = True
+if request not in requested:
+    bands_words = " and bootstrap bands (50 resamples)" if with_bands else ""
+    st.caption(f"Computing: {plan.summary()}{bands_words}. Results are stored in the workspace and read back "
+               "next time.")
+    if not (retry or st.button("Compute geometry", type="primary", icon=":material/play_arrow:")):
         st.stop()
     with widgets.user_errors():
         for r in plan.missing_twins:
@@ -135,8 +161,20 @@ if plan.request not in requested:
             step = bar.step(i / steps, 1 / steps, describe=lambda d, t, what, i=i: f"Geometry {i + 1}/{steps}: {what}")
             actions.compute_geometry(run_key, job_metrics, options, progress=step)
         bar.empty()
-        requested.add(plan.request)
-    if plan.request not in requested:  # an error was shown
+        live = LiveProgress("Bootstrap bands", key=state.Geometry.BANDS_STOPPED, request=request,
+                            describe=lambda done, total, what: what)
+        try:
+            for i, (run_key, band_metric_names, options) in enumerate(band_jobs):
+                def band_step(done: int, total: int, what: str, i: int = i) -> None:
+                    live(1000 * i + 1000 * done // max(total, 1), 1000 * len(band_jobs),
+                         f"run {i + 1} of {len(band_jobs)}, {what}")
+
+                geometry_bands(cached.open_run(run_key), band_metric_names, store=cached.store(), progress=band_step,
+                               **options)
+        finally:
+            live.empty()
+        requested.add(request)
+    if request not in requested:  # an error was shown
         st.stop()
 
 # ----- results ---------------------------------------------------------------------------
@@ -163,8 +201,15 @@ with widgets.user_errors():
                         controls.add(key)
             title = f"{METRIC_TITLES.get(name, name)} by layer · {display_name(run['dataset']['name'])}"
             built = build("geometry_curves", list(dict.fromkeys(c["run"] for c in recipe)), curves=recipe, metric=name,
-                          relative_depth=relative, controls=sorted(controls), title=title)
+                          relative_depth=relative, controls=sorted(controls), bands=with_bands, title=title)
             show_built(built, key=state.Geometry.chart(name), width="stretch")
+            if name == "intrinsic_dimension" and built.analysis.get("bands"):
+                st.caption("The intrinsic-dimension band uses subsamples without replacement: a resample with "
+                           "replacement repeats inputs, and a repeated input is at distance 0 from its copy, which "
+                           "TwoNN cannot use. It shows the spread on 80% of the inputs, a little wider than at all.")
+            for key, about in (built.analysis.get("bands") or {}).items():
+                if about["reason"]:
+                    st.caption(f"{key}, {about['band']}: {about['reason']}.")
             for key, result in curves.items():
                 reason = result.reasons.get(name)
                 if reason:
@@ -180,6 +225,7 @@ with widgets.user_errors():
                 st.dataframe(built.table, hide_index=True, width="stretch")
 st.caption(
     "Per-input metrics (curvature, prompt entropy) show the mean over inputs with the interquartile band; "
+    "with Bootstrap bands, intrinsic dimension, dataset entropy and effective rank show a band over resampled inputs; "
     "dataset metrics use one vector per input (the token mean on a tokens run). Undefined values are gaps, "
     "never interpolated. Curvature is computed in radians and drawn in degrees."
 )

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from core.analysis.probes import CONTROL_NAMES, run_word_types
+from core.analysis.probes.bootstrap import difference_words
 from core.errors import LayerscopeError
 from core.figures.probes import baseline_name
 from dashboard import actions, cached, state, widgets
@@ -96,8 +97,20 @@ for column in columns:
     if getattr(result, "n_dropped", 0):
         st.caption(f"{result.n_dropped} inputs without a {column} value were left out.")
     title = f"{acts.model_name} on {acts.dataset_name}: probing {column}"
-    event = show_built(build("probe_curve", [acts.key], column=column, control=control, title=title),
-                       key=state.Probes.chart(column),
+    try:
+        built = build("probe_curve", [acts.key], column=column, control=control, title=title)
+    except LayerscopeError as err:
+        widgets.show_error(err, about=column)
+        continue
+    test = built.analysis.get("interval")
+    if test:
+        versus = ("the best layer is the last layer" if test["best_layer"] == test["last_layer"] else
+                  difference_words(test["best_minus_last"], *test["best_minus_last_interval"],
+                                   test["p_value_one_sided"]))
+        st.markdown(f"**Best layer vs last layer:** {versus}")
+        st.caption(f"Difference in held-out {score} of the out-of-fold predictions, paired bootstrap over inputs "
+                   f"(one-sided p-value; the best layer is picked on the same data). Band: {test['interval']}.")
+    event = show_built(built, key=state.Probes.chart(column),
                        width="stretch", on_select="rerun", selection_mode=("points",))
     points = event.selection.points if event and event.selection else []
     if points:

@@ -7,9 +7,11 @@ rank, anisotropy), `entropy` (prompt entropy), `by_layer` (all layers of a run, 
 the store). Pairwise distances and Gram eigenvalues run in torch (on CUDA when present);
 spectra are computed in float64. Conventions of the reference code are named options:
 matrix entropy `variant="skean"`, curvature `degenerate="zero"`; TwoNN removes duplicate
-points and `GeometryResult.n_duplicates` counts them.
+points and `GeometryResult.n_duplicates` counts them. `bootstrap` gives bands over resampled
+inputs for intrinsic dimension, dataset entropy and effective rank (`geometry_bands`).
 """
 
+from core.analysis.geometry.bootstrap import BAND_METRICS, GeometryBands, band_name, geometry_bands
 from core.analysis.geometry.by_layer import DEFAULT_OPTIONS, GEOMETRY_VERSION, geometry_by_layer
 from core.analysis.geometry.curvature import (
     CURVATURE_DEGENERATE,
@@ -30,6 +32,7 @@ from core.analysis.geometry.result import (
 from core.analysis.geometry.spectrum import ENTROPY_VARIANTS, anisotropy, effective_rank, matrix_entropy
 
 __all__ = [
+    "BAND_METRICS",
     "CURVATURE_DEGENERATE",
     "CURVATURE_VARIANTS",
     "DEFAULT_OPTIONS",
@@ -41,12 +44,15 @@ __all__ = [
     "MIN_ID_POINTS",
     "PER_INPUT_METRICS",
     "RESULT_METRICS",
+    "GeometryBands",
     "GeometryResult",
     "anisotropy",
+    "band_name",
     "curvature",
     "curvature_per_input",
     "distinct_rows",
     "effective_rank",
+    "geometry_bands",
     "geometry_by_layer",
     "intrinsic_dimension",
     "matrix_entropy",

@@ -6,7 +6,9 @@ convention, with `StratifiedKFold(n_folds, shuffle=True, random_state=seed)` fol
 `KFold(n_folds, shuffle=True, random_state=seed)` folds (`ridge`). Controls (Hewitt &
 Liang 2019; `controls`): the same probe on shuffled labels, or on Hewitt & Liang's
 control task (one random label per word type) for inputs that are single words;
-selectivity = score - control score.
+selectivity = score - control score. Each input's out-of-fold prediction is kept, so
+`probe_interval` gives a bootstrap interval over inputs per layer and a paired test of
+best layer vs last layer without refitting (`bootstrap`).
 
 All folds, both tasks and every layer of one width are fitted as one batched problem
 in torch (on the GPU when there is one); the logistic fits run the batched L-BFGS of
@@ -14,6 +16,7 @@ in torch (on the GPU when there is one); the logistic fits run the batched L-BFG
 the result in the store (`cached`).
 """
 
+from core.analysis.probes.bootstrap import DEFAULT_LEVEL, DEFAULT_N_BOOT, ProbeInterval, interval_name, probe_interval
 from core.analysis.probes.cached import TASKS, probe_by_layer_cached
 from core.analysis.probes.controls import CONTROL_NAMES, CONTROLS, run_word_types
 from core.analysis.probes.labels import AUTO_MAX_CLASSES, MAX_CLASSES, infer_task
@@ -26,13 +29,18 @@ __all__ = [
     "CONTROLS",
     "CONTROL_NAMES",
     "DEFAULT_ALPHAS",
+    "DEFAULT_LEVEL",
+    "DEFAULT_N_BOOT",
     "MAX_CLASSES",
     "PROBE_VERSION",
     "TASKS",
+    "ProbeInterval",
     "ProbeResult",
     "infer_task",
+    "interval_name",
     "probe_accuracy_by_layer",
     "probe_by_layer_cached",
+    "probe_interval",
     "probe_r2_by_layer",
     "run_word_types",
 ]

@@ -160,12 +160,13 @@ def _logistic_batch(
     max_iter: int,
     tol: float,
     on_step: Callable[[int, int], None] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Held-out accuracy of L-BFGS-fitted logistic probes for a batch of equal-width layers.
 
     X (L, n, d) globally standardised float, scale (L, d) the global std, train (F, n)
     bool, codes (n, T) class index for each task (real labels, control labels).
-    Returns accuracy (L, F, T), accepted iterations (L, F, T), converged (L, F, T).
+    Returns accuracy (L, F, T), accepted iterations (L, F, T), converged (L, F, T) and the
+    out-of-fold predicted class of each input (L, T, n).
     """
     L, n, d = X.shape
     F, T, K = train.shape[0], codes.shape[1], n_classes
@@ -180,8 +181,12 @@ def _logistic_batch(
     correct = (predicted == codes.T.view(1, 1, T, n)).to(torch.float64)
     test = (~train).to(torch.float64).view(1, F, 1, n)
     accuracy = (correct * test).sum(-1) / test.sum(-1)  # (L, F, T)
+    # each input is held out by exactly one fold: its prediction by the model that did not see it
+    fold_of = (~train).to(torch.long).argmax(0)  # (n,)
+    held_out = predicted.permute(0, 2, 1, 3).gather(2, fold_of.view(1, 1, 1, n).expand(L, T, 1, n)).squeeze(2)
     shape = (L, F, T)
-    return accuracy.cpu().numpy(), n_iter.view(shape).cpu().numpy(), converged.view(shape).cpu().numpy()
+    return (accuracy.cpu().numpy(), n_iter.view(shape).cpu().numpy(), converged.view(shape).cpu().numpy(),
+            held_out.cpu().numpy())
 
 
 def _fit_logistic_layers(
@@ -195,8 +200,9 @@ def _fit_logistic_layers(
     tol: float,
     device: torch.device,
     progress: Progress | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy, iterations and convergence (n_layers, n_folds, n_tasks) of every logistic fit.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy, iterations and convergence (n_layers, n_folds, n_tasks) of every logistic fit,
+    and each input's out-of-fold predicted class (n_layers, n_tasks, n).
 
     codes (n, T): class index per kept input for each task. Layers are fitted in
     batches of equal width that fit the working-memory budget.
@@ -210,6 +216,7 @@ def _fit_logistic_layers(
     codes_t = torch.as_tensor(codes, dtype=torch.long, device=device)
     shape = (len(items), F, T)
     accuracy, n_iter, converged = np.full(shape, np.nan), np.zeros(shape, dtype=np.int64), np.ones(shape, dtype=bool)
+    held_out = np.zeros((len(items), T, n), dtype=np.int64)
     total, done_before = len(items) * F * T, 0
 
     def layer_bytes(d: int, M: int = F * T * K, history: int = 10) -> float:
@@ -226,10 +233,10 @@ def _fit_logistic_layers(
             report(progress, before + done, total, f"logistic probes on {names}: {done}/{count} fits done")
 
         result = _logistic_batch(X, scale, train, codes_t, K, C, max_iter=max_iter, tol=tol, on_step=on_step)
-        accuracy[batch], n_iter[batch], converged[batch] = result
+        accuracy[batch], n_iter[batch], converged[batch], held_out[batch] = result
         done_before += len(batch) * F * T
     report(progress, total, total, "logistic probes done")
-    return accuracy, n_iter, converged
+    return accuracy, n_iter, converged, held_out
 
 
 def probe_accuracy_by_layer(
@@ -264,7 +271,8 @@ def probe_accuracy_by_layer(
     max_iter, tol: per-fit L-BFGS iteration cap and stopping test max|gradient| <= tol * loss
         (in the solver's whitened coordinates: stricter than sklearn's max|gradient| <= tol).
     progress: called as progress(fits_done, fits_total, message).
-    Returns a ProbeResult with metric "accuracy" and chance = majority-class share.
+    Returns a ProbeResult with metric "accuracy", chance = majority-class share, and each
+    input's out-of-fold predicted class and true class (held_out, held_out_target).
     """
     items = layer_items(layers)
     raw = np.asarray(labels)
@@ -294,7 +302,7 @@ def probe_accuracy_by_layer(
     control_codes = control_values(codes, control, seed, kept_types)
     tasks = [codes] + ([control_codes] if control_codes is not None else [])
     started = time.perf_counter()
-    accuracy, n_iter, converged = _fit_logistic_layers(
+    accuracy, n_iter, converged, held_out = _fit_logistic_layers(
         items, keep, folds, np.stack(tasks, axis=1), K, C, max_iter, tol, pick_device(device), progress
     )
     if not converged.all():
@@ -352,4 +360,6 @@ def probe_accuracy_by_layer(
         n_dropped=int((~keep).sum()),
         params=params,
         details=details,
+        held_out=held_out[:, 0],
+        held_out_target=codes,
     )

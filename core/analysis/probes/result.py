@@ -11,8 +11,13 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-# bump when a change alters stored results; 2: the gradient test relative to the loss, named controls
-PROBE_VERSION = 2
+# bump when a change alters stored results; 2: the gradient test relative to the loss, named controls;
+# 3: each input's out-of-fold prediction kept (held_out), for bootstrap intervals over inputs
+PROBE_VERSION = 3
+
+
+def _no_predictions() -> np.ndarray:
+    return np.empty((0, 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +43,15 @@ class ProbeResult:
     n_dropped: int  # inputs dropped because their label was missing (dropna=True)
     params: dict[str, Any] = field(default_factory=dict)  # task, C or alphas, n_folds, seed, ...
     details: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. "alpha" or "n_iter", (n_layers, n_folds)
+    # (n_layers, n) each input's prediction by the fold model that did not see it: class index (accuracy)
+    # or value (r2); (0, 0) in results stored before PROBE_VERSION 3
+    held_out: np.ndarray = field(default_factory=_no_predictions)
+    held_out_target: np.ndarray = field(default_factory=lambda: np.empty(0))  # (n,) class index or target value
+
+    @property
+    def has_held_out(self) -> bool:
+        """Whether the result keeps each input's out-of-fold prediction (PROBE_VERSION >= 3)."""
+        return self.held_out.ndim == 2 and self.held_out.shape == (len(self.layer_names), self.n) and self.n > 0
 
     @property
     def best_layer(self) -> str:
@@ -78,8 +92,13 @@ def make_result(
     n_dropped: int,
     params: dict[str, Any],
     details: dict[str, np.ndarray],
+    held_out: np.ndarray | None = None,
+    held_out_target: np.ndarray | None = None,
 ) -> ProbeResult:
-    """A ProbeResult from per-fold scores (n_layers, n_folds); means and stds are taken over folds."""
+    """A ProbeResult from per-fold scores (n_layers, n_folds); means and stds are taken over folds.
+
+    held_out (n_layers, n), held_out_target (n,): each input's out-of-fold prediction and label.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     control_scores = np.asarray(control_scores, dtype=np.float64)
     return ProbeResult(
@@ -96,4 +115,6 @@ def make_result(
         n_dropped=int(n_dropped),
         params=params,
         details={k: np.asarray(v) for k, v in details.items()},
+        held_out=_no_predictions() if held_out is None else np.asarray(held_out),
+        held_out_target=np.empty(0) if held_out_target is None else np.asarray(held_out_target),
     )

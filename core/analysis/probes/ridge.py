@@ -127,7 +127,8 @@ def probe_r2_by_layer(
         core.analysis.probes.controls. types: (n,) word type of each input for "task"
         (default: the texts of an Activations run).
     progress: called as progress(steps_done, steps_total, message).
-    Returns a ProbeResult with metric "r2", chance 0.0 and details["alpha"] (n_layers, n_folds).
+    Returns a ProbeResult with metric "r2", chance 0.0, details["alpha"] (n_layers, n_folds), and
+    each input's out-of-fold prediction and target (held_out, held_out_target).
     """
     items = layer_items(layers)
     raw = np.asarray(targets)
@@ -159,6 +160,7 @@ def probe_r2_by_layer(
     L, T, A = len(items), len(tasks), len(alpha_values)
     scores = np.full((L, n_folds, 2), np.nan)
     chosen = np.full((L, n_folds, 2), np.nan)
+    held_out = np.full((L, n), np.nan)  # each input's prediction by the fold model that did not see it
     batches = width_batches(items, lambda d: 8.0 * (4 * n * d + 3 * min(d, n) ** 2 + 3 * A * n * T))
     total, done = len(batches) * n_folds, 0
     started = time.perf_counter()
@@ -172,6 +174,7 @@ def probe_r2_by_layer(
             X_train, X_test = _standardise_split(X[:, tr], X[:, te])
             predicted, best = _ridge_loo_fit(X_train, Y[tr], X_test, alphas_t)
             scores[batch, f, :T] = _r2(Y[te], predicted).cpu().numpy()
+            held_out[np.ix_(batch, test_rows)] = predicted[..., 0].cpu().numpy()
             chosen[batch, f, :T] = alpha_values[best.cpu().numpy()]
             done += 1
             names = ", ".join(items[i][0] for i in batch)
@@ -199,4 +202,6 @@ def probe_r2_by_layer(
         n_dropped=int((~keep).sum()),
         params=params,
         details={"alpha": chosen[..., 0], "control_alpha": chosen[..., 1]},
+        held_out=held_out,
+        held_out_target=values,
     )
