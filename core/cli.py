@@ -1,12 +1,14 @@
 """Command line: `python -m core <command>`; the same code paths as the dashboard.
 
     python -m core extract --model minilm --data demo:sentences --layers all --pooling mean
-    python -m core ls [--json]
+    python -m core ls [--json] [--series]
+    python -m core series --model digits-mlp:series --data demo:digits   # every checkpoint, linked
     python -m core layers --model smollm2 [--all]
     python -m core demo          # prepare the demo workspace the dashboard opens on (the light part)
     python -m core demo --heavy  # and the rest: SAEs, geometry, smollm2, the untrained twin
     python -m core report --model minilm --data demo:cities --out report/
     python -m core figure --from report/figures/03-probe-minilm-country.json
+    python -m core dynamics --series KEY --metric probe,effective_rank --out dynamics/
 
 Mistakes (unknown model, missing file, bad column...) print one line and exit 2.
 """
@@ -51,7 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = commands.add_parser("ls", help="list the runs in the workspace")
     ls.add_argument("--json", action="store_true", help="print the runs as JSON")
+    ls.add_argument("--series", action="store_true", help="list the checkpoint series instead of the runs")
     _add_workspace(ls)
+
+    series = commands.add_parser("series", help="extract every checkpoint of a training and link the runs as a series")
+    series.add_argument("--model", required=True,
+                        help="a folder of checkpoint folders, a hub id with --revisions, or digits-mlp:series")
+    series.add_argument("--data", required=True, help="demo:NAME, a CSV/JSONL/Parquet/text file or an image folder")
+    series.add_argument("--revisions", help="comma-separated checkpoints: hub revisions (step1000,step2000) or "
+                        "subfolder names of the folder, in training order")
+    series.add_argument("--layers", default="all", help="'all' or comma-separated module paths")
+    series.add_argument("--pooling", default="mean", help="mean, first, last, max or tokens")
+    series.add_argument("--name", help="a name for the series, shown in pickers and titles")
+    series.add_argument("--batch-size", type=int, default=32)
+    series.add_argument("--max-length", type=int, help="truncate inputs to this many tokens")
+    series.add_argument("--device", help="cpu, cuda or auto (default)")
+    series.add_argument("--json", action="store_true", help="print the series as JSON")
+    _add_workspace(series)
 
     layers = commands.add_parser("layers", help="list a model's layers")
     layers.add_argument("--model", required=True)
@@ -88,6 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", help="cpu, cuda or auto (default)")
     _add_workspace(report)
 
+    dynamics = commands.add_parser(
+        "dynamics", help="a checkpoint series' training dynamics: every layer across checkpoints, as a report folder"
+    )
+    dynamics.add_argument("--series", required=True, help="a stored series' key or name, or with --data a series "
+                          "spec to extract first (digits-mlp:series, a folder of checkpoint folders)")
+    dynamics.add_argument("--data", help="with a series spec: the dataset to extract every checkpoint on")
+    dynamics.add_argument("--metric", help="per-layer metrics, comma-separated: probe, intrinsic_dimension, "
+                          "dataset_entropy, effective_rank, curvature (default: those that fit the series)")
+    dynamics.add_argument("--similarity", default="linear_cka,mutual_knn",
+                          help="similarity to the final checkpoint, comma-separated (default linear_cka,mutual_knn)")
+    dynamics.add_argument("--layer", help="the layer whose map is animated across checkpoints (default the middle one)")
+    dynamics.add_argument("--column", help="label column probed and colouring the map (default the first)")
+    dynamics.add_argument("--out", required=True, help="folder to write (a zip is written beside it)")
+    dynamics.add_argument("--formats", default="png,svg,html", help="figure formats: png, svg, pdf, html")
+    dynamics.add_argument("--screen-style", action="store_true", help="keep the on-screen style")
+    dynamics.add_argument("--scale", type=float, default=2, help="PNG scale factor (default 2)")
+    dynamics.add_argument("--no-zip", action="store_true", help="write the folder only")
+    dynamics.add_argument("--json", action="store_true", help="print what was written as JSON")
+    _add_workspace(dynamics)
+
     figure = commands.add_parser("figure", help="regenerate figure(s) from a sidecar JSON (or a folder of them)")
     figure.add_argument("--from", dest="source", required=True, help="a figure's .json sidecar, or a report/exports folder")
     figure.add_argument("--out", help="folder for the regenerated files (default: <sidecar folder>/regenerated)")
@@ -107,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         commands = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo,
-                    "report": cmd_report, "figure": cmd_figure}
+                    "report": cmd_report, "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series}
         return commands[args.command](args)
     except LayerscopeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -212,6 +250,8 @@ def cmd_ls(args) -> int:
     from core.store import Store
 
     store = Store(args.workspace)
+    if args.series:
+        return _ls_series(store, as_json=args.json)
     runs = store.list_runs()
     rows = [
         {
@@ -246,6 +286,59 @@ def cmd_ls(args) -> int:
             f"{r['key']:20}  {r['name']:{wn}}  {r['model']:{wm}}  {r['dataset_name']:{wd}}  {r['layers']:>6}  "
             f"{r['pooling']:7}  {shape:>12}  {_human(r['bytes']):>8}  {r['created']}"
         )
+    return 0
+
+
+def _series_summary(series) -> dict:
+    return {"key": series.key, "name": series.name, "model": series.model, "dataset": series.dataset,
+            "pooling": series.pooling, "layers": list(series.layers),
+            "checkpoints": [{"label": label, "step": step, "run": key}
+                            for label, step, key in zip(series.steps, series.step_values, series.run_keys)]}
+
+
+def cmd_series(args) -> int:
+    """Extract every checkpoint on the same inputs and print the series with its checkpoints' runs."""
+    from core.series import extract_series
+    from core.store import Store
+
+    shown = [-1]
+
+    def progress(done: int, total: int, message: str) -> None:
+        if done != shown[0]:  # a line per checkpoint (or training epoch), not per batch
+            shown[0] = done
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+    series = extract_series(args.model, args.data, layers=args.layers, pooling=args.pooling, store=Store(args.workspace),
+                            progress=progress, revisions=_split(args.revisions), name=args.name, device=args.device,
+                            batch_size=args.batch_size, max_length=args.max_length)
+    summary = _series_summary(series)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"series {series.key}  {series.name}: {len(series)} checkpoints on {series.dataset}")
+    width = max(10, *(len(label) for label in series.steps))
+    for row in summary["checkpoints"]:
+        step = "" if row["step"] is None else f"{row['step']:g}"
+        print(f"  {row['label']:{width}}  {step:>8}  {row['run']}")
+    return 0
+
+
+def _ls_series(store, *, as_json: bool) -> int:
+    from core.data.naming import display_name
+    from core.series import list_series
+
+    found = list_series(store)
+    if as_json:
+        print(json.dumps([_series_summary(s) for s in found], indent=1))
+        return 0
+    if not found:
+        print(f"no series in {store.root}; create one with "
+              "`python -m core series --model digits-mlp:series --data demo:digits`")
+        return 0
+    wn = max(4, *(len(s.name) for s in found))
+    print(f"{'key':20}  {'name':{wn}}  {'checkpoints':>11}  {'pooling':7}  dataset")
+    for s in found:
+        print(f"{s.key:20}  {s.name:{wn}}  {len(s):>11}  {s.pooling:7}  {display_name(s.dataset)}")
     return 0
 
 
@@ -377,6 +470,68 @@ def cmd_report(args) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"report: {len(result.figures)} figures in {time.perf_counter() - started:.1f} s -> {result.path}"
+          + (f" (and {result.zip_path.name})" if result.zip_path else ""))
+    return 0
+
+
+def _find_series(store, given: str):
+    """The stored series whose key or name is `given`; LayerscopeError naming those there are."""
+    from core.series import list_series
+
+    stored = list_series(store)
+    found = [s for s in stored if given in (s.key, s.name)]
+    if len(found) == 1:
+        return found[0]
+    known = ", ".join(f"{s.key} ({s.name})" for s in stored) or "none; extract one first"
+    if found:
+        raise LayerscopeError(f"--series {given!r} names {len(found)} series; give a key: {known}")
+    raise LayerscopeError(f"--series {given!r} is not a series in the workspace {store.root} (give --data to "
+                          f"extract a series spec); known: {known}")
+
+
+def _series_or_extract(store, given: str, data: str | None):
+    """The stored series `given` names, or with `data` the series of spec `given` extracted on it (once)."""
+    if data is None:
+        return _find_series(store, given)
+    from core.series import extract_series
+
+    bar, progress = _bar(f"{given} on {data}")
+    try:
+        return extract_series(given, data, store=store, progress=progress)
+    finally:
+        bar.close()
+
+
+def cmd_dynamics(args) -> int:
+    """Write a series' dynamics figures (heatmaps, curves, convergence, checkpoint map) with sidecars."""
+    from core.report import plan_series_report, write_report
+    from core.store import Store
+
+    store = Store(args.workspace)
+    series = _series_or_extract(store, args.series, args.data)
+    formats = _formats(args.formats) or []
+    tables = [f for f in formats if f in ("csv", "parquet")] or ["csv", "parquet"]
+    formats = [f for f in formats if f not in ("csv", "parquet")]
+    specs = plan_series_report(store, series, metrics=_split(args.metric), similarities=_split(args.similarity) or [],
+                               layer=args.layer, column=args.column)
+
+    def progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+    result = write_report(store, [], args.out, specs=specs, publication=not args.screen_style, formats=formats,
+                          tables=tables, scale=args.scale, make_zip=not args.no_zip, progress=progress,
+                          title=f"Training dynamics of {series.name}")
+    if args.json:
+        print(json.dumps({"series": series.key, "path": str(result.path),
+                          "zip": str(result.zip_path) if result.zip_path else None,
+                          "figures": [{"name": s["name"], "figure": s["spec"]["figure"], "caption": s["caption"],
+                                       "files": {fmt: f["path"] for fmt, f in s["files"].items()}}
+                                      for s in result.figures],
+                          "not_drawn": result.not_drawn, "notes": result.notes}, indent=1))
+        return 0
+    for item in result.not_drawn:
+        print(f"not drawn: {item['title']}: {item['reason']}", file=sys.stderr)
+    print(f"dynamics: {len(result.figures)} figures of {len(series)} checkpoints -> {result.path}"
           + (f" (and {result.zip_path.name})" if result.zip_path else ""))
     return 0
 

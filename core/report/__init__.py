@@ -7,11 +7,12 @@ Figures are built by their recipes (core.recipes), the same functions the pages 
 """
 
 from core.recipes import FIGURES, BuiltFigure, Context, build_figure, check_params, figure_kinds, register
+from core.report.dynamics_plan import plan_series_report
 from core.report.plan import plan_report
 from core.report.regenerate import Regenerated, find_sidecars, regenerate
 from core.report.write import ReportResult, write_report
 
 __all__ = [
     "FIGURES", "BuiltFigure", "Context", "ReportResult", "Regenerated", "build_figure", "check_params",
-    "figure_kinds", "find_sidecars", "plan_report", "regenerate", "register", "write_report",
+    "figure_kinds", "find_sidecars", "plan_report", "plan_series_report", "regenerate", "register", "write_report",
 ]
