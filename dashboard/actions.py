@@ -15,6 +15,13 @@ import core
 from core import runs
 from core.analysis import features as ft
 from core.analysis import sae as sae_core
+from core.analysis.dynamics import (
+    CheckpointMaps,
+    DynamicsResult,
+    checkpoint_maps,
+    metric_by_checkpoint,
+    similarity_to_final,
+)
 from core.analysis.features import FeatureMatching, FeatureStats
 from core.analysis.geometry import GeometryResult, geometry_by_layer
 from core.analysis.probes import probe_by_layer_cached
@@ -24,8 +31,9 @@ from core.analysis.similarity import SimilarityResult
 from core.errors import LayerscopeError
 from core.progress import Progress, report
 from core.recipes.lens import lens_result
-from core.recipes.similarity import similarity_of_runs
-from dashboard import cached, cached_sae, state
+from core.recipes.similarity import calibrated_of_runs, similarity_of_runs
+from core.series import Series, extract_series
+from dashboard import cached, cached_sae, series_choice, state
 
 TEXT_MODELS = ("minilm", "smollm2")  # bundled text models offered as comparison partners
 DIGITS_PAIR = ("digits-mlp", "digits-mlp:seed=1")  # one architecture trained with two seeds
@@ -115,6 +123,14 @@ def compute_similarity(key_a: str, key_b: str, metric: str, params: Mapping[str,
                               rows=rows, progress=progress)
 
 
+def compute_calibration(key_a: str, key_b: str, metric: str, params: Mapping[str, Any], *, kind: str,
+                        rows: str = "inputs", progress: Progress | None = None, **options: Any) -> Any:
+    """The permutation null (kind "null") or a bootstrap interval (kind "bootstrap") the Compare heatmap reads,
+    into the store (instant when stored); options: n_permutations, or n_boot, layers_a, layers_b."""
+    return calibrated_of_runs(cached.store(), cached.open_run(key_a), cached.open_run(key_b), metric, params,
+                              kind=kind, rows=rows, progress=progress, **options)
+
+
 def compute_probe(run_key: str, column: str, *, control: str = "auto", progress: Progress | None = None) -> None:
     """The probe the Probes page reads (as cached.probe_result asks for it), into the store (instant when stored)."""
     probe_by_layer_cached(cached.open_run(run_key), column, cached.store(), task="auto", control=control, dropna=True,
@@ -186,3 +202,41 @@ def compute_matching(a: str, b: str, variant: str = ft.DEFAULT_MATCHING_VARIANT,
     ea, eb = cached_sae.open_sae(a), cached_sae.open_sae(b)
     return ft.match_features_cached(ea, eb, cached_sae.run_of(ea), cached_sae.run_of(eb), cached.store(),
                                     variant=variant, progress=progress)
+
+
+# ----- checkpoint series -----------------------------------------------------------------------------
+def make_bundled_series(progress: Progress | None = None) -> Series:
+    """Train digits-mlp saving its checkpoints and extract each on demo:digits, linked as a series (instant when
+    stored); progress counts checkpoints ("checkpoint i of n: ...")."""
+    from core.models.bundled import DIGITS_SERIES_STEPS
+
+    n = len(DIGITS_SERIES_STEPS)
+
+    def steps(done: int, total: int, what: str = "") -> None:
+        # training (first use only) fills the first of n + 1 parts of the bar, each checkpoint one more
+        if what.startswith("checkpoint") or what.endswith("checkpoints extracted"):
+            report(progress, 1000 * (done + 1), 1000 * (n + 1), what)
+        else:
+            report(progress, 1000 * done // max(total, 1), 1000 * (n + 1), f"training digits-mlp: {what}")
+
+    series = extract_series(series_choice.BUNDLED_SERIES, series_choice.BUNDLED_DATA, store=cached.store(),
+                            progress=steps)
+    cached.list_runs.clear()
+    cached.list_series.clear()
+    return series
+
+
+def compute_layer_metric(series: Series, metric: str, column: str | None = None,
+                         progress: Progress | None = None) -> DynamicsResult:
+    """A per-layer metric at every checkpoint of a series, into the store (instant when stored)."""
+    return metric_by_checkpoint(cached.store(), series, metric, column=column, progress=progress)
+
+
+def compute_to_final(series: Series, metric: str, progress: Progress | None = None) -> DynamicsResult:
+    """Each layer's similarity to the final checkpoint's same layer across training, into the store."""
+    return similarity_to_final(cached.store(), series, metric, progress=progress)
+
+
+def compute_checkpoint_maps(series: Series, layer: str, progress: Progress | None = None) -> CheckpointMaps:
+    """One layer's map at every checkpoint, aligned across training, into the store (instant when stored)."""
+    return checkpoint_maps(cached.store(), series, layer, progress=progress)

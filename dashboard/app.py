@@ -30,6 +30,7 @@ pages = {
     ],
     "Models": [
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(VIEWS / "dynamics.py", title="Training dynamics", icon=":material/timelapse:"),
     ],
     "Sparse autoencoders": [
         st.Page(VIEWS / "sae_train.py", title="Train SAE", icon=":material/model_training:"),

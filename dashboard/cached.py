@@ -23,6 +23,8 @@ from core.analysis import probes, projection
 from core.analysis.geometry import GeometryResult, geometry_by_layer
 from core.analysis.probes import ProbeResult
 from core.recipes.geometry import input_curvature
+from core.series import Series
+from core.series import record as series_record
 from core.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -143,3 +145,17 @@ def input_curvature_by_layer(run_key: str, index: int, variant: str) -> np.ndarr
     Computed in the recipe context, so the Trajectory page's curvature figure reuses it.
     """
     return input_curvature(recipe_context(), open_run(run_key), index, variant)
+
+
+# ----- checkpoint series --------------------------------------------------------------------------
+def list_series() -> list[Series]:
+    """Complete checkpoint series of the current workspace, newest first (re-read at most every 5 s)."""
+    return _list_series(str(store().root))
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def _list_series(root: str) -> list[Series]:
+    return series_record.list_series(Store(root))
+
+
+list_series.clear = _list_series.clear  # call cached.list_series.clear() after writing a series

@@ -105,11 +105,17 @@ class Compare:
     PROBES_STOPPED = "compare_probes_stopped"  # the probe-curve request cancelled
     PROBES_COMPUTED = "compare_probes_requested"  # set of (run keys, label column) probed in this session
     EXTRACT_STOPPED = "compare_extract_stopped"  # the extraction cancelled (its finished batches are kept)
+    NULL = "compare_null"  # bool: calibrate the heatmap against a permutation null
+    NULL_PERMUTATIONS = "compare_null_permutations"  # int: permutations of the null
+    NULL_STOPPED = "compare_null_stopped"  # the null or bootstrap request cancelled
+    NULL_COMPUTED = "compare_null_requested"  # set of null / bootstrap requests computed in this session
     map = _per_item("compare_map")  # the map of side "a" or "b"
 
 
 class Geometry:
     COMPUTED = "geometry_requested"  # set of plan requests (runs x metric jobs) computed in this session
+    BANDS = "geometry_bands"  # bool: bands over resampled inputs for intrinsic dimension, entropy, rank
+    BANDS_STOPPED = "geometry_bands_stopped"  # the bands request cancelled, and how far it got
     chart = _per_item("geometry")  # a metric's curves
 
 
@@ -117,6 +123,25 @@ class Trajectory:
     COMPUTED = "trajectory_reference"  # set of (run key, variant) whose all-inputs curve was computed
     PATH = "trajectory_pca"
     CURVATURE = "trajectory_curvature"
+
+
+class Dynamics:
+    SERIES = "dynamics_series"  # key of the series the page shows (also its picker's key)
+    METRIC = "dynamics_metric"  # the per-layer metric of the heatmap and curves
+    COLUMN = "dynamics_column"  # the label column probe accuracy decodes
+    SIMILARITY = "dynamics_similarity"  # the similarity measure against the final checkpoint
+    LAYER = "dynamics_layer"  # the layer the animated map shows
+    COLOUR = "dynamics_colour"  # the label column colouring the map
+    COMPUTED = "dynamics_requested"  # set of (part, series key, parameters) computed in this session
+    BUILD_STOPPED = "dynamics_build_stopped"  # the bundled series' training and extraction cancelled
+    CURVES_OVER = "dynamics_curves_over"  # curves: one per layer over training ("step") or per checkpoint ("layer")
+    X_AXIS = "dynamics_x_axis"  # training axis: the step's value or one even space per checkpoint
+    HEATMAP = "dynamics_heatmap"
+    CURVES = "dynamics_curves"
+    SIMILARITY_CHART = "dynamics_similarity_chart"
+    MAP = "dynamics_map"
+    stopped = _per_item("dynamics_stopped")  # a part's computation ("metric", "similarity", "map") cancelled
+    compute = _per_item("dynamics_compute")  # a part's Compute button
 
 
 class Lens:

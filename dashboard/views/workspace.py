@@ -10,7 +10,7 @@ from core.data.demo import DEMOS
 from core.data.naming import UPLOADS_DIR, display_name, save_upload
 from core.models import BUNDLED
 from core.store import RUN_NAME_MAX, check_run_name
-from dashboard import actions, cached, state, widgets
+from dashboard import actions, cached, series_choice, state, widgets
 
 UPLOAD_LIMIT_MB = 200
 OTHER_MODEL = "Other: folder, hub id or package.module:factory"
@@ -185,3 +185,9 @@ with stored_runs:
             c2.page_link("views/probes.py", label="Probe its labels", icon=":material/show_chart:")
         else:
             st.caption("Select a row to make it the current run for the other pages, or to name it.")
+
+with stored_runs:
+    if series := cached.list_series():  # checkpoint series link stored runs, one per checkpoint
+        st.markdown("##### Checkpoint series")
+        st.dataframe(series_choice.series_table(series), hide_index=True, width="stretch")
+        st.page_link("views/dynamics.py", label="Open in Training dynamics", icon=":material/timelapse:")

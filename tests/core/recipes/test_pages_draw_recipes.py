@@ -44,6 +44,10 @@ CHECKED = {  # recipe -> the page whose figure the tests below compare it with
     "sae_label_association": "views/sae_gallery.py",
     "sae_logit_effects": "views/sae_gallery.py",
     "sae_feature_matching": "views/sae_match.py",
+    "dynamics_heatmap": "views/dynamics.py",  # compared in tests/dashboard/test_dynamics_pages.py
+    "dynamics_curves": "views/dynamics.py",
+    "convergence_curves": "views/dynamics.py",
+    "checkpoint_map": "views/dynamics.py",
 }
 
 
