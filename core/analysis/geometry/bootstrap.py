@@ -25,7 +25,7 @@ import numpy as np
 
 from core.activations import Activations
 from core.analysis.arrays import as_matrix
-from core.analysis.geometry.by_layer import _check_options, _PooledLayer
+from core.analysis.geometry.by_layer import _check_options, _PooledLayer, run_layers
 from core.analysis.geometry.intrinsic_dimension import MIN_ID_POINTS, intrinsic_dimension
 from core.analysis.geometry.spectrum import effective_rank, matrix_entropy
 from core.device import pick_device
@@ -110,12 +110,7 @@ def geometry_bands(
     bootstrap_seed = check_int("bootstrap_seed", bootstrap_seed, low=0)
     seed = check_int("seed", seed)
     max_points = check_int("max_points", max_points, low=MIN_ID_POINTS)
-    is_run = isinstance(acts, Activations)
-    if not is_run and not isinstance(acts, Mapping):
-        raise LayerscopeError(f"acts must be an Activations run or a mapping layer -> array; got {type(acts).__name__}")
-    layer_names = tuple(acts.layer_names if is_run else acts.keys())
-    if not layer_names:
-        raise LayerscopeError("acts has no layers")
+    is_run, layer_names = run_layers(acts)
     params = {
         "run": acts.key if is_run else None,
         "layers": list(layer_names),

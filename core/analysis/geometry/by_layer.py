@@ -92,6 +92,17 @@ def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return filled
 
 
+def run_layers(acts: Activations | Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
+    """Whether `acts` is a stored run (else a mapping layer -> array), and its layer names (at least one)."""
+    is_run = isinstance(acts, Activations)
+    if not is_run and not isinstance(acts, Mapping):
+        raise LayerscopeError(f"acts must be an Activations run or a mapping layer -> array; got {type(acts).__name__}")
+    layer_names = tuple(acts.layer_names if is_run else acts.keys())
+    if not layer_names:
+        raise LayerscopeError("acts has no layers")
+    return is_run, layer_names
+
+
 def geometry_by_layer(
     acts: Activations | Mapping[str, np.ndarray],
     metrics: Sequence[str] = (
@@ -127,12 +138,7 @@ def geometry_by_layer(
     opts = _check_options(options)
     seed = check_int("seed", seed)
     max_points = check_int("max_points", max_points, low=MIN_ID_POINTS)
-    is_run = isinstance(acts, Activations)
-    if not is_run and not isinstance(acts, Mapping):
-        raise LayerscopeError(f"acts must be an Activations run or a mapping layer -> array; got {type(acts).__name__}")
-    layer_names = tuple(acts.layer_names if is_run else acts.keys())
-    if not layer_names:
-        raise LayerscopeError("acts has no layers")
+    is_run, layer_names = run_layers(acts)
     params = {
         "run": acts.key if is_run else None,
         "layers": list(layer_names),
