@@ -15,6 +15,17 @@ version) and raises `DamagedEntryError` on a mismatch. A run may carry a name th
 user gave it (`rename_run`): display only, kept in its meta.json, never part of its key.
 Nothing is pickled: arrays are `.npy` read with `allow_pickle=False`, metadata is JSON. Results are
 dataclasses stored through one codec (core.codec) by `Store.cached`/`lookup`/`save`.
+
+Several processes may share a workspace (CLIs, dashboard sessions). Work on one key is
+serialised by an exclusive flock on `<root>/locks/<name>.lock` (`Store.lock`): `cached`
+looks up without it (hits stay lock-free), and on a miss takes the key's lock, looks up
+again and only then computes, so two processes asking for the same result compute it
+once; different keys never wait for each other. The kernel drops a flock when its
+holder dies, and the lock is released on any exception. Lock files are kept, not
+deleted after use: they are empty, one per key ever computed, and reused by the next
+request for that key; unlinking one while it is held would let a second process lock
+a fresh file of the same name (`lock` re-checks the file after locking, so a cleaner
+that removes lock files cannot break the exclusion).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -56,6 +68,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 WORKSPACE_ENV = "LAYERSCOPE_WORKSPACE"
 RUN_NAME_MAX = 80  # characters of a run's name: one line in a picker
+_SAFE_LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")  # used as a lock file's name unchanged
 
 
 def default_workspace() -> Path:
@@ -132,17 +145,44 @@ class Store:
     def has_run(self, key: str) -> bool:
         return (self.run_dir(key) / "meta.json").is_file()
 
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
+
+    def lock_path(self, name: str) -> Path:
+        """The lock file of `name`: the name itself when it is a safe file name, else a slug + its hash."""
+        if not _SAFE_LOCK_NAME.fullmatch(name):
+            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60].strip("._") or "lock"
+            name = f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+        return self.locks_dir / f"{name}.lock"
+
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock, e.g. while one extraction writes a key."""
-        lock_dir = self.root / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{name}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
+        """An exclusive inter-process (and inter-thread) lock, e.g. while one extraction writes a key.
+
+        Not re-entrant: taking the same name again inside the block waits forever.
+        """
+        path = self.lock_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            with open(path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    same_file = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+                except FileNotFoundError:
+                    same_file = False
+                if same_file:
+                    try:
+                        yield
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    return
+                # the file was removed (e.g. by a cleanup) while we waited: lock the one now at `path`
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def result_lock(self, kind: str, params: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
+        """The lock held while the result (kind, params) is computed and saved."""
+        return self.lock(f"result-{kind}-{make_key({'kind': kind, **params})}")
 
     # ----- runs ----------------------------------------------------------
     def open_run(self, key: str, *, verify: bool = True):
@@ -215,7 +255,8 @@ class Store:
             verify_entry(folder, meta.get("checksums", {}))
         except DamagedEntryError as err:
             logger.warning("%s; recomputing", err)
-            self.quarantine(folder)
+            with contextlib.suppress(FileNotFoundError):  # another process saw it first and moved it
+                self.quarantine(folder)
             return None
         arrays = {
             name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
@@ -262,8 +303,12 @@ class Store:
         hit = self.load_result(kind, params)
         if hit is not None:
             return hit
-        arrays, meta = compute()
-        self.save_result(kind, params, arrays, meta)
+        with self.result_lock(kind, params):
+            hit = self.load_result(kind, params)  # another process may have computed it while we waited
+            if hit is not None:
+                return hit
+            arrays, meta = compute()
+            self.save_result(kind, params, arrays, meta)
         loaded = self.load_result(kind, params)
         assert loaded is not None
         return loaded
@@ -271,17 +316,20 @@ class Store:
     # ----- typed results (one codec, one hit/miss path) ----------------------------------
     def lookup(self, kind: str, params: Mapping[str, Any], result_type: type[R]) -> R | None:
         """The stored `result_type` for (kind, params), or None when absent, damaged or unreadable."""
+        result = self._read(kind, params, result_type)
+        self.counts[kind, "miss" if result is None else "hit"] += 1
+        return result
+
+    def _read(self, kind: str, params: Mapping[str, Any], result_type: type[R]) -> R | None:
+        """`lookup` without counting."""
         hit = self.load_result(kind, params)
-        if hit is not None:
-            try:
-                result = codec.decode(result_type, *hit)
-            except codec.CodecError as err:
-                logger.warning("%s in %s; recomputing", err, self.result_dir(kind, make_key({"kind": kind, **params})))
-            else:
-                self.counts[kind, "hit"] += 1
-                return result
-        self.counts[kind, "miss"] += 1
-        return None
+        if hit is None:
+            return None
+        try:
+            return codec.decode(result_type, *hit)
+        except codec.CodecError as err:
+            logger.warning("%s in %s; recomputing", err, self.result_dir(kind, make_key({"kind": kind, **params})))
+            return None
 
     def save(self, kind: str, params: Mapping[str, Any], result: Any) -> Path:
         """Store a result dataclass under (kind, params) through the codec."""
@@ -292,14 +340,20 @@ class Store:
         """The stored result for (kind, params), or `compute()` saved and returned.
 
         `params` must hold every input that changes the result (run key, layer, method,
-        seed, a version); `compute()` returns a `result_type` dataclass.
+        seed, a version); `compute()` returns a `result_type` dataclass. Processes (or threads)
+        asking for the same result at once compute it once: the others wait on its lock and read it.
         """
-        stored = self.lookup(kind, params, result_type)
-        if stored is not None:
-            return stored
-        result = compute()
-        self.save(kind, params, result)
-        return result
+        stored = self._read(kind, params, result_type)  # without the lock: a hit never waits
+        if stored is None:
+            with self.result_lock(kind, params):
+                stored = self._read(kind, params, result_type)  # computed by another process while we waited?
+                if stored is None:
+                    self.counts[kind, "miss"] += 1
+                    result = compute()
+                    self.save(kind, params, result)
+                    return result
+        self.counts[kind, "hit"] += 1
+        return stored
 
     # ----- entries that are folders of files (e.g. SAEs) ----------------------------------
     def entry_dir(self, kind: str, key: str) -> Path:
