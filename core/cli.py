@@ -9,6 +9,7 @@
     python -m core report --model minilm --data demo:cities --out report/
     python -m core figure --from report/figures/03-probe-minilm-country.json
     python -m core dynamics --series KEY --metric probe,effective_rank --out dynamics/
+    python -m core verify [--repair]   # check every entry's checksums, orphans and stale locks
 
 Mistakes (unknown model, missing file, bad column...) print one line and exit 2.
 """
@@ -133,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--scale", type=float, help="PNG scale factor (default: the original's)")
     figure.add_argument("--no-extract", action="store_true", help="do not re-extract runs missing from the workspace")
     _add_workspace(figure)
+
+    verify = commands.add_parser("verify", help="check every entry's checksums; list damaged and orphaned entries and stale locks")
+    verify.add_argument("--repair", action="store_true", help="move damaged and orphaned entries to damaged/ and remove stale locks")
+    verify.add_argument("--min-age", type=float, default=60.0,
+                        help="seconds a temporary file or lock must be old to count as left over (default 60)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_workspace(verify)
     return parser
 
 
@@ -145,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         commands = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo,
-                    "report": cmd_report, "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series}
+                    "report": cmd_report, "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series,
+                    "verify": cmd_verify}
         return commands[args.command](args)
     except LayerscopeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -563,6 +572,21 @@ def cmd_figure(args) -> int:
         same = "same data as the export" if done.matches else "DATA DIFFER from the export"
         print(f"{path.name}: {same} -> {done.folder}: {files}")
     return 2 if failed else 0
+
+
+def cmd_verify(args) -> int:
+    """Exit 0 when no damaged or orphaned entry is left (clean or repaired), 1 otherwise."""
+    from core.store import Store
+    from core.verify import verify
+
+    report = verify(Store(args.workspace), repair=args.repair, min_age_s=args.min_age)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        for problem in report.problems:
+            print(problem.line())
+        print(report.summary())
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":
