@@ -5,6 +5,7 @@ Each page runs under a small st.navigation entry registering PAGES (conftest's `
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,10 @@ def test_trajectory__pooled_only_workspace_asks_for_tokens_run(app, tmp_path):
 
 
 # ----- geometry ----------------------------------------------------------------------------
-def test_geometry__compute_draws_one_curve_per_metric(app, tokens_workspace):
-    at = app("geometry.py", tokens_workspace)
+def test_geometry__compute_draws_one_curve_per_metric(app, tokens_workspace, tmp_path):
+    fresh = tmp_path / "fresh_workspace"  # the module's workspace may hold geometry another test computed
+    shutil.copytree(tokens_workspace / "runs", fresh / "runs")
+    at = app("geometry.py", fresh)
     at.run()
     assert not at.exception
     assert not at.get("plotly_chart"), "geometry is computed behind the button"
