@@ -114,7 +114,13 @@ class Activations:
                 f"run {self.key} is missing {rel}; its files were removed from the workspace. "
                 "Extract it again."
             )
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:  # Python objects (a pickle) or a malformed header: never unpickled
+            raise LayerscopeError(
+                f"run {self.key}: {rel} is not a plain numeric array ({err}); refused. "
+                "Run `python -m core verify --repair` and extract it again."
+            ) from None
 
     def pooled(self, layer: str) -> np.ndarray:
         """(n_inputs, d) one vector per input: the layer itself, or the mean of each input's tokens."""

@@ -115,8 +115,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            # the older folder is renamed aside, not deleted in place: a kill now leaves it whole under a
+            # temporary name (an orphan `verify` lists), never half-deleted under its final name
+            old = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -59,6 +59,7 @@ from core.atomic import (  # noqa: F401  (the store's writers, importable from h
     write_bytes_atomic,
     write_json_atomic,
 )
+from core.diskspace import reporting_full_disk
 from core.errors import DamagedEntryError, LayerscopeError
 
 R = TypeVar("R")
@@ -258,10 +259,16 @@ class Store:
             with contextlib.suppress(FileNotFoundError):  # another process saw it first and moved it
                 self.quarantine(folder)
             return None
-        arrays = {
-            name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            for name in meta.get("arrays", [])
-        }
+        try:
+            arrays = {
+                name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                for name in meta.get("arrays", [])
+            }
+        except ValueError as err:  # Python objects (a pickle) or a malformed header: never unpickled
+            logger.warning("store entry %s holds an array that is not plain numbers (%s); recomputing", folder.name, err)
+            with contextlib.suppress(FileNotFoundError):
+                self.quarantine(folder)
+            return None
         return arrays, meta
 
     def save_result(
@@ -281,7 +288,9 @@ class Store:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **(meta or {}),
         }
-        with atomic_entry(final, full_meta) as tmp:
+        needed = sum(np.asarray(a).nbytes for a in arrays.values())
+        with reporting_full_disk(self.root, f"writing the {kind} result", needed, place="the workspace"), \
+                atomic_entry(final, full_meta) as tmp:
             for name, array in arrays.items():
                 array = np.asarray(array)
                 if array.dtype == object:
@@ -363,7 +372,8 @@ class Store:
     def write_entry(self, kind: str, key: str, meta: Mapping[str, Any]) -> Iterator[Path]:
         """Yield a temporary folder for an entry's files; renamed to `entry_dir(kind, key)` when complete."""
         full = {"kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
-        with atomic_entry(self.entry_dir(kind, key), full) as tmp:
+        with reporting_full_disk(self.root, f"writing the {kind} entry {key}", place="the workspace"), \
+                atomic_entry(self.entry_dir(kind, key), full) as tmp:
             yield tmp
 
     def list_entries(self, kind: str) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ folder entry (`results/<kind>/<key>/`) against the sha256 its meta.json lists, a
   missing or changed;
 - orphans: an interrupted extraction (`runs/<key>.partial/` whose lock `locks/<key>.lock`
   no process holds), a temporary folder `<name>.<uuid>.tmp` or file `.<name>.<uuid>.tmp`
-  left by a killed writer, a folder without meta.json;
+  left by a killed writer (also of an export or report under `exports/`), a folder without meta.json;
 - stale locks: files under `locks/` that no process holds (tested with a non-blocking flock).
 
 With `repair=True` damaged entries and orphans are moved to `damaged/<timestamp>/<their path>`
@@ -105,6 +105,7 @@ def verify(store: Store, *, repair: bool = False, min_age_s: float = 60.0) -> Ve
     checker = _Checker(store, repair=repair, min_age_s=min_age_s)
     checker.runs()
     checker.results()
+    checker.exports()
     checker.locks()
     return checker.report
 
@@ -133,6 +134,16 @@ class _Checker:
                     self._item(item)
             else:
                 self._tmp(kind)
+
+    def exports(self) -> None:
+        """Temporary files and folders of interrupted exports and reports, at any depth of exports/."""
+        pending = _children(self.root / "exports")
+        while pending:
+            item = pending.pop()
+            if _TMP_NAME.match(item.name):
+                self._tmp(item)
+            elif item.is_dir() and not item.is_symlink():
+                pending.extend(_children(item))
 
     def locks(self) -> None:
         for lock in _children(self.root / "locks"):

@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.files import IMAGE_SUFFIXES, TABLE_SUFFIXES, check_image, read_table  # noqa: F401 - re-exported
 from core.data.naming import dataset_identity, display_name
 from core.errors import LayerscopeError
 from core.validation import check_int
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +125,10 @@ def load_dataset(
         if path.is_dir():
             return _image_folder(path, limit=limit)
         table = read_table(path)
+        duplicated = sorted({str(c) for c in table.columns[table.columns.duplicated()]})
+        if duplicated:
+            raise LayerscopeError(f"dataset file {path.name!r} has duplicate column names ({', '.join(duplicated)}); "
+                                  "give every column its own name")
         images = None
         modality = "text"
         description = f"{path.name}: {len(table)} rows"
@@ -141,6 +143,7 @@ def load_dataset(
     label_columns = _pick_label_columns(table, label_columns, text_column, shown)
     if modality == "text":
         _check_texts(table[text_column], text_column, shown)
+    _check_labels(table, label_columns, shown)
     table = table[[c for c in [text_column, *label_columns] if c is not None]].reset_index(drop=True)
     extra = images.tobytes() if images is not None else b""
     return Dataset(
@@ -159,36 +162,6 @@ def demo_names() -> list[str]:
     from core.data.demo import DEMOS
 
     return list(DEMOS)
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read CSV/TSV/JSONL/JSON/Parquet, or a .txt file as one input per line."""
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise LayerscopeError(
-            f"dataset file {path.name!r} has suffix {suffix!r}; supported: {', '.join(TABLE_SUFFIXES)} "
-            "or a folder of images"
-        )
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".tsv":
-            return pd.read_csv(path, sep="\t")
-        if suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
-        if suffix == ".json":
-            return pd.read_json(path)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        lines = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
-        return pd.DataFrame({"text": [line for line in lines if line.strip()]})
-    except LayerscopeError:
-        raise
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LayerscopeError(f"could not parse dataset file {path.name!r} as {suffix[1:]}: {first_line}") from err
-    except Exception as err:  # pyarrow raises its own error types for damaged Parquet
-        raise LayerscopeError(f"could not parse dataset file {path.name!r} as {suffix[1:]}: {err}") from err
 
 
 def _pick_text_column(
@@ -250,6 +223,19 @@ def _check_texts(column: pd.Series, name: str, spec: str) -> None:
         )
 
 
+def _check_labels(table: pd.DataFrame, label_columns: Sequence[str], spec: str) -> None:
+    """Labels are numbers, strings, booleans or missing: lists and objects cannot be classes."""
+    for column in label_columns:
+        if table[column].dtype != object:
+            continue
+        bad = [i for i, v in enumerate(table[column].tolist()) if isinstance(v, (list, dict, tuple, set))]
+        if bad:
+            raise LayerscopeError(
+                f"label column {column!r} of dataset {spec!r} must hold numbers or strings; row {bad[0]} holds "
+                f"{table[column].iloc[bad[0]]!r}; name the label columns to use with label_columns (--label)"
+            )
+
+
 def _image_folder(path: Path, *, limit: int | None) -> Dataset:
     classes = sorted(p for p in path.iterdir() if p.is_dir())
     rows = []
@@ -268,6 +254,7 @@ def _image_folder(path: Path, *, limit: int | None) -> Dataset:
     digest = hashlib.sha256()
     for file in table["path"]:
         digest.update(Path(file).read_bytes())
+        check_image(Path(file), path)
     return Dataset(
         name=str(path),
         modality="image",

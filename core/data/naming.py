@@ -19,6 +19,7 @@ from core.errors import LayerscopeError
 DEMO_PREFIX = "demo:"
 UPLOADS_DIR = "uploads"  # the workspace's folder for uploaded files
 UPLOAD_DIGEST_LENGTH = 16  # hex digits of the sha256 that name an upload's folder
+UPLOAD_LIMIT_MB = 200  # the largest upload kept (the server's maxUploadSize in .streamlit/config.toml)
 
 
 def is_demo(spec: str) -> bool:
@@ -56,15 +57,18 @@ def upload_file_name(name: str, *, suffix: str = "") -> str:
     return base or f"upload{suffix}"
 
 
-def save_upload(folder: str | os.PathLike, name: str, data: bytes) -> Path:
+def save_upload(folder: str | os.PathLike, name: str, data: bytes, *, limit_mb: float = UPLOAD_LIMIT_MB) -> Path:
     """Keep uploaded bytes as `<folder>/<sha256 prefix>/<name>`; returns the file's path.
 
     The same bytes under the same name are written once; under another name they are kept
-    beside it, so each upload keeps the name it was given.
+    beside it, so each upload keeps the name it was given. Uploads over `limit_mb` MiB are refused.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise LayerscopeError(f"an upload must be bytes, not {type(data).__name__}")
     data = bytes(data)
+    if len(data) > limit_mb * 2**20:
+        raise LayerscopeError(f"upload {upload_file_name(name)!r} is {len(data) / 2**20:.1f} MB; the upload limit is "
+                              f"{limit_mb:g} MB (give its path instead)")
     file_name = upload_file_name(name, suffix=PurePath(str(name)).suffix.lower())
     digest = hashlib.sha256(data).hexdigest()[:UPLOAD_DIGEST_LENGTH]
     path = Path(folder).expanduser() / digest / file_name

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.diskspace import reporting_full_disk
 from core.errors import LayerscopeError
 from core.export.files import ensure_writable_dir, safe_child, slug
 from core.export.formats import IMAGE_FORMATS, TABLE_FORMATS, check_format, image_size
@@ -87,13 +88,16 @@ def export_figure(
 ) -> dict[str, Any]:
     """Write `fig` in each format plus `<name>.json` (the sidecar) into `folder`; returns the sidecar.
 
-    Every file is written atomically. Image formats that cannot be made (no browser, or a
-    render that failed) are listed under sidecar["skipped"] with the reason; the other
-    formats are still written.
+    Every file is written atomically and the sidecar last (an older sidecar of the same name is
+    removed first), so a sidecar lists exactly the files beside it. Image formats that cannot be
+    made (no browser, or a render that failed) are listed under sidecar["skipped"] with the
+    reason; the other formats are still written.
     """
     formats = [check_format(f) for f in dict.fromkeys(formats)]
     folder = ensure_writable_dir(folder)
     stem = slug(name)
+    sidecar_path = safe_child(folder, f"{stem}.json")
+    sidecar_path.unlink(missing_ok=True)  # an interrupted export leaves no sidecar naming files it did not write
     sidecar = make_sidecar(
         fig, name=stem, spec=spec, store=store, analysis=analysis, caption=caption, publication=publication, scale=scale
     )
@@ -112,12 +116,15 @@ def export_figure(
             skipped[fmt] = str(err)
             continue
         path = safe_child(folder, f"{stem}.{fmt}")
-        write_bytes_atomic(path, data)
+        with reporting_full_disk(folder, f"exporting {path.name}", len(data)):
+            write_bytes_atomic(path, data)
         sidecar["files"][fmt] = {"path": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         if note:
             sidecar["notes"][fmt] = note
     if skipped:
         sidecar["skipped"] = skipped
-    write_bytes_atomic(safe_child(folder, f"{stem}.json"), json.dumps(sidecar, indent=1).encode())
+    data = json.dumps(sidecar, indent=1).encode()
+    with reporting_full_disk(folder, f"exporting {sidecar_path.name}", len(data)):
+        write_bytes_atomic(sidecar_path, data)
     return sidecar
 

@@ -61,7 +61,7 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
         raise LayerscopeError(f"{folder} exists and is not a folder; choose another output path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{uuid.uuid4().hex}"
+        probe = folder / f".write-test.{uuid.uuid4().hex}.tmp"  # left by a kill: `verify` lists it
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

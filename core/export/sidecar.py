@@ -145,7 +145,11 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         raise LayerscopeError(f"{path} is not a readable JSON sidecar: {err}") from None
     if not isinstance(sidecar, dict) or sidecar.get("kind") != SIDECAR_KIND:
         raise LayerscopeError(f"{path} is not a Layerscope figure sidecar (no kind={SIDECAR_KIND!r})")
-    if sidecar.get("sidecar_version", 0) > SIDECAR_VERSION:
+    version = sidecar.get("sidecar_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise LayerscopeError(f"{path}: sidecar_version={version!r} must be an integer (this Layerscope writes "
+                              f"{SIDECAR_VERSION})")
+    if version > SIDECAR_VERSION:
         raise LayerscopeError(
             f"{path} has sidecar format {sidecar['sidecar_version']}, newer than this Layerscope reads "
             f"({SIDECAR_VERSION}); upgrade Layerscope"

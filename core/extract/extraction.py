@@ -24,6 +24,7 @@ import torch
 from core.activations import Activations
 from core.data import Dataset, load_dataset
 from core.device import pick_dtype
+from core.diskspace import reporting_full_disk, unallocated_bytes
 from core.errors import DamagedEntryError, LayerscopeError
 from core.extract.feeders import ModuleFeeder, TextFeeder
 from core.extract.pooling import POOLINGS, pool
@@ -105,7 +106,10 @@ def extract(
                 if progress:
                     progress(0, 1, f"{err}; recomputing")
         extraction = _Extraction(model, dataset, layer_paths, pooling, torch_dtype, max_length, batch_size, store, key)
-        return extraction.run(progress)
+        # a full disk keeps the .partial run (the same command resumes it) and says how much is left to write
+        with reporting_full_disk(store.root, f"extracting run {key}", place="the workspace",
+                                 needed=lambda: unallocated_bytes(store.partial_dir(key)) or None):
+            return extraction.run(progress)
 
 
 class _Extraction:

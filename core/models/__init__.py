@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import pickle
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -281,6 +282,13 @@ def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
         )
     from core.models import hf_vision
 
+    code = hf_vision.read_config(folder).get("auto_map")
+    if code and not trust_remote_code:
+        # transformers would import the folder's own .py files; that runs only when the user says so
+        raise LayerscopeError(
+            f"model folder {str(folder)!r} ships its own code (config.json auto_map: {json.dumps(code)[:120]}), "
+            "which is not run unless you pass --trust-remote-code (trust_remote_code=True)"
+        )
     if hf_vision.is_vision_folder(folder):
         return hf_vision.load_vision_folder(folder, trust_remote_code=trust_remote_code)
     try:
@@ -292,6 +300,11 @@ def _from_hf_folder(folder: Path, *, trust_remote_code: bool) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
         raise LayerscopeError(f"could not load a Hugging Face model from {str(folder)!r}: {_first_line(err)}") from err
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met an object that would run code on load
+        raise LayerscopeError(
+            f"model folder {str(folder)!r} holds a pickled checkpoint with objects other than tensors; it is refused "
+            "because loading it could run code (convert it to safetensors)"
+        ) from None
     description = _hf_description(config, folder.name, encoder_only)
     return wrap_hf(str(folder), model, tokenizer, description, weight_files_hash(folder))
 

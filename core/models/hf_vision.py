@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -101,7 +102,8 @@ def load_vision_folder(folder: Path, *, trust_remote_code: bool = False) -> Load
         # the PIL backend whether or not torchvision is installed: the same pixels on every machine
         processor = AutoImageProcessor.from_pretrained(folder, backend="pil", trust_remote_code=trust_remote_code)
         module, note = _vision_module(folder, family, config, trust_remote_code)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as err:
+        # UnpicklingError: torch.load(weights_only=True) refused a checkpoint holding more than tensors
         raise LayerscopeError(
             f"could not load a {label} model from {str(folder)!r}: {_first_line(err)}"
         ) from err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from core.errors import LayerscopeError
 from core.export import data_fingerprint, export_figure, read_sidecar
 from core.recipes import build_figure
 from core.runs import is_untrained
+
+RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a run folder's name, never a path
 
 
 @dataclass
@@ -77,6 +80,18 @@ def _reextract(store, run: Mapping[str, Any], load_model: Callable[[str], Any] |
     return acts.key
 
 
+def _check_run_keys(path: Path, spec: Mapping[str, Any], sidecar: Mapping[str, Any]) -> None:
+    """Run keys name folders in the workspace: one plain name each, never a path ('..', '/', absolute)."""
+    runs = sidecar.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise LayerscopeError(f"{path.name}: 'runs' must be a list of run descriptions")
+    keys = [*(spec.get("runs") or []), *(run.get("key") for run in runs)]
+    for key in keys:
+        if not isinstance(key, str) or not RUN_KEY.fullmatch(key):
+            raise LayerscopeError(f"{path.name}: run key {key!r} is not a run key (letters, digits, '-' and '_'); "
+                                  "the sidecar was changed or is damaged")
+
+
 def regenerate(
     sidecar_path: str | os.PathLike,
     store,
@@ -106,6 +121,7 @@ def regenerate(
     if not sidecar.get("regenerable") or not spec.get("figure"):
         raise LayerscopeError(f"{path.name} cannot be regenerated: it was exported without a figure spec "
                               "(its files and provenance are all there is)")
+    _check_run_keys(path, spec, sidecar)
     text = json.dumps(spec)
     for run in sidecar.get("runs", []):
         if run.get("missing") or store.has_run(run["key"]):

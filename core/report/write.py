@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.diskspace import DiskFullError, reporting_full_disk
 from core.errors import LayerscopeError
 from core.export import IMAGE_FORMATS, ensure_writable_dir, export_figure, images_unavailable_reason, slug
 from core.export.sidecar import run_provenance
@@ -101,10 +102,10 @@ def write_report(
     specs = list(specs) if specs is not None else plan_report(store, run_keys)
     progress = progress or (lambda done, total, message: None)
     context = Context(store, load_model=load_model)  # each run opened and each result computed once
-    zip_tmp = out.with_name(f".{out.name}.zip.partial-{uuid.uuid4().hex[:8]}")
+    zip_tmp = out.with_name(f".{out.name}.zip.{uuid.uuid4().hex}.tmp")  # the temporary-file name `verify` knows
     figures, not_drawn, notes = [], [], []
     try:
-        with atomic_dir(out) as tmp:
+        with reporting_full_disk(out.parent, f"writing the report {out.name}"), atomic_dir(out) as tmp:
             folder = ensure_writable_dir(tmp / "figures")
             total = len(specs)
             for i, spec in enumerate(specs):
@@ -112,6 +113,8 @@ def write_report(
                 progress(i, total, f"figure {i + 1}/{total}: {label}")
                 try:
                     built = build_figure(spec, store, context=context)
+                except DiskFullError:
+                    raise  # not a figure that cannot be drawn: the report stops
                 except LayerscopeError as err:
                     not_drawn.append({"figure": spec.get("figure"), "title": label, "reason": str(err)})
                     continue

@@ -119,7 +119,10 @@ def open_sae(store: Store, key: str) -> StoredSAE:
     except DamagedEntryError as err:
         raise LayerscopeError(f"{err}; delete it and train the SAE again") from None
     sae = load_saelens(folder)
-    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in meta.get("arrays", [])}
+    try:
+        arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in meta.get("arrays", [])}
+    except ValueError as err:  # Python objects (a pickle) or a malformed header: never unpickled
+        raise LayerscopeError(f"SAE {key}: an array is not plain numbers ({err}); delete it and train it again") from None
     return StoredSAE(key=key, path=folder, sae=sae, meta=meta, history=TrainingHistory.from_arrays(arrays, meta))
 
 

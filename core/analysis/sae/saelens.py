@@ -265,6 +265,9 @@ def _check_weights(sae: SparseAutoencoder, tensors: dict[str, torch.Tensor], wei
                 f"{weights_path}: {name} has shape {tuple(tensors[name].shape)} but cfg.json "
                 f"(d_in={sae.d_in}, d_sae={sae.d_sae}) needs {shape}"
             )
+        if not tensors[name].is_floating_point():  # float16/bfloat16 are widened exactly; integers are not weights
+            raise LayerscopeError(f"{weights_path}: {name} has dtype {tensors[name].dtype}; SAE weights must be "
+                                  "floating point (float32, float16 or bfloat16)")
         if not bool(torch.isfinite(tensors[name]).all()):
             raise LayerscopeError(f"{weights_path}: {name} holds NaN or inf values")
 

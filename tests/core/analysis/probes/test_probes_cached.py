@@ -96,7 +96,8 @@ def test_probe_by_layer_cached__minilm_continent_of_cities_matches_sklearn(minil
     acts = core.extract(minilm, core.load_dataset("demo:cities"), layers="all", pooling="mean", store=store)
     result = probe_by_layer_cached(acts, "continent", store, control=False)
     assert result.mean.max() > result.chance + 0.05  # city names carry some of where they are
-    for i, layer in enumerate(acts.layer_names):
+    names = acts.layer_names  # sklearn on 3,000 inputs is slow: the first, a middle and the last layer
+    for i, layer in [(i, names[i]) for i in (0, len(names) // 2, len(names) - 1)]:
         reference = sklearn_accuracy(np.asarray(acts[layer]), acts.labels("continent"))
         assert abs(result.mean[i] - reference.mean()) * 100 <= 1.0, layer
 
