@@ -7,12 +7,11 @@ import streamlit as st
 
 import core
 from core.data.demo import DEMOS
-from core.data.naming import UPLOADS_DIR, display_name, save_upload
+from core.data.naming import UPLOAD_LIMIT_MB, UPLOADS_DIR, display_name, save_upload
 from core.models import BUNDLED
 from core.store import RUN_NAME_MAX, check_run_name
 from dashboard import actions, cached, series_choice, state, widgets
 
-UPLOAD_LIMIT_MB = 200
 OTHER_MODEL = "Other: folder, hub id or package.module:factory"
 POOLING_HELP = {
     "mean": "mean over real (non-padding) tokens",
