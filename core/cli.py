@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a temporary file or lock must be old to count as left over (default 60)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_workspace(verify)
+
+    from core.cli_interventions import add_parsers  # direction, erase, steer: each sets its own handler
+
+    add_parsers(commands)
     return parser
 
 
@@ -155,9 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo,
                     "report": cmd_report, "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series,
                     "verify": cmd_verify}
-        return commands[args.command](args)
+        return (commands.get(args.command) or args.handler)(args)
     except LayerscopeError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk at a write without its own message: still one line
+        from core.diskspace import disk_full_error, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"error: {disk_full_error(err.filename or args.workspace or '.', args.command, None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -27,6 +27,7 @@ pages = {
     "Layers": [
         st.Page(VIEWS / "explorer.py", title="Layer explorer", icon=":material/scatter_plot:"),
         st.Page(VIEWS / "probes.py", title="Probes", icon=":material/show_chart:"),
+        st.Page(VIEWS / "interventions.py", title="Interventions", icon=":material/tune:"),
     ],
     "Models": [
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),

@@ -24,7 +24,7 @@ from core.recipes.registry import (
     get_recipe,
     register,
 )
-from core.recipes import dynamics, geometry, lens, maps, probes, sae, similarity  # noqa: E402,F401  (register the recipes)
+from core.recipes import dynamics, geometry, interventions, lens, maps, probes, sae, similarity  # noqa: E402,F401  (register the recipes)
 
 __all__ = [
     "FIGURES", "RECIPES", "BuiltFigure", "Context", "Recipe", "build", "build_figure", "check_params",

@@ -11,6 +11,7 @@ import numpy as np
 from core.errors import LayerscopeError
 from core.export.sidecar import figure_spec
 from core.recipes.geometry import PAGE_METRICS, PAGE_OPTIONS, legend_names
+from core.recipes.interventions import stored_intervention_specs
 from core.runs import is_untrained
 
 MAX_MAPS = 8  # layer maps per run, evenly spaced
@@ -105,11 +106,14 @@ def plan_report(
     input). Across runs: geometry curves of `geometry_metrics` (the Geometry page's
     defaults; per-token metrics only when a run has pooling="tokens"); for the first two
     runs of different models on the same inputs, the CKA heatmap and probe curves on
-    relative depth. Probes need one vector per input, so tokens runs get none.
+    relative depth. Steering and erasure figures already computed for these runs (on the
+    Interventions page or the CLI) are included as they were asked for. Probes need one
+    vector per input, so tokens runs get none.
     """
     if not run_keys:
         raise LayerscopeError("no runs to report; give at least one run key (see `python -m core ls`)")
     runs = [store.open_run(key) for key in dict.fromkeys(run_keys)]
     specs = [spec for acts in runs for spec in _run_specs(acts, max_maps, lens_text)]
     specs += _geometry_specs(runs, geometry_metrics) + _comparison_specs(runs)
+    specs += stored_intervention_specs(store, [acts.key for acts in runs])  # steering / erasure computed before
     return list({json.dumps(spec, sort_keys=True): spec for spec in specs}.values())  # e.g. one lens per model

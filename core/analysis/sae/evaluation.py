@@ -158,7 +158,7 @@ def next_token_losses(
     count = 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     with torch.inference_mode(), replace_output(model.module, layer, splice):
-        for input_ids, mask in _padded_batches(ids, batch_size, pad, model.device):
+        for input_ids, mask in padded_batches(ids, batch_size, pad, model.device):
             targets = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
             for mode in SPLICE_MODES:  # `splice` reads the current mode
                 logits = model.module(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
@@ -172,7 +172,7 @@ def next_token_losses(
             "n_texts": len(ids)}
 
 
-def _padded_batches(
+def padded_batches(
     ids: Sequence[Sequence[int]], batch_size: int, pad: int, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(input_ids, attention_mask) pairs of shape (batch, longest), right-padded with `pad`."""

@@ -48,6 +48,12 @@ CHECKED = {  # recipe -> the page whose figure the tests below compare it with
     "dynamics_curves": "views/dynamics.py",
     "convergence_curves": "views/dynamics.py",
     "checkpoint_map": "views/dynamics.py",
+    "steering_continuations": "views/interventions.py",  # compared in tests/dashboard/test_interventions_pages.py
+    "steering_readout": "views/interventions.py",
+    "steering_kl": "views/interventions.py",
+    "steering_tokens": "views/interventions.py",
+    "erasure_accuracy": "views/interventions.py",
+    "erasure_change": "views/interventions.py",
 }
 
 
