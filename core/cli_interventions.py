@@ -186,7 +186,11 @@ def add_steer_parser(commands) -> None:
     steer.add_argument("--prompt", action="append", default=[], help="a prompt to continue (repeatable)")
     steer.add_argument("--prompts-file", help="a text file with one prompt per line")
     steer.add_argument("--alphas", default="-1,0,1",
-                       help="comma-separated multiples of the layer's mean norm (default -1,0,1; write --alphas=-2,0,2)")
+                       help="comma-separated multiples of the prompts' median token norm at the layer "
+                            "(default -1,0,1; write --alphas=-2,0,2)")
+    steer.add_argument("--scale", default="prompts",
+                       help="what alpha = 1 adds: prompts (default: the prompts' median token norm at the layer) "
+                            "or run (the direction's scale: its run's mean norm)")
     steer.add_argument("--position", default="all", help="all (default: every position) or last (the newest token of each step)")
     steer.add_argument("--max-new-tokens", type=int, default=20, help="tokens generated per prompt (default 20)")
     steer.add_argument("--top-k", type=int, default=10, help="tokens listed as gaining / losing most (default 10)")
@@ -257,7 +261,8 @@ def cmd_steer(args) -> int:
     def progress(done: int, total: int, message: str) -> None:
         print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
-    result = steer(model, direction, prompts, alphas, position=args.position, max_new_tokens=args.max_new_tokens,
+    result = steer(model, direction, prompts, alphas, position=args.position, scale=args.scale,
+                   max_new_tokens=args.max_new_tokens,
                    top_k=args.top_k, readout=readout, direction_key=key, store=store,
                    progress=None if args.json else progress)
     if args.json:

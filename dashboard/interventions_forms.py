@@ -18,7 +18,7 @@ Run = Mapping[str, Any]
 SOURCE_LABELS = {"probe": "probe", "mean_difference": "mean difference", "contrast_pca": "contrast pairs PCA",
                  "sae_feature": "SAE feature"}
 METHOD_LABELS = {"leace": "LEACE", "mean_difference": "mean-difference projection"}
-DEFAULT_ALPHAS = "-8, 0, 8"  # in units of the layer's mean activation norm: -8..8 moves smollm2 visibly
+DEFAULT_ALPHAS = "-1, 0, 1"  # in units of the prompts' median token norm at the layer: +-1 moves smollm2 visibly
 DEFAULT_PROMPTS = 3  # prompts taken from the dataset
 PROMPT_WORDS = 5  # each default prompt is the first words of an input: the model continues it
 MAX_ALPHAS = 9
@@ -40,7 +40,7 @@ class Keys:
 
 
 def parse_alphas(text: str) -> list[float]:
-    """Alphas from "-8, 0, 8" (commas or spaces); LayerscopeError for a non-number, a non-finite value or too many."""
+    """Alphas from "-1, 0, 1" (commas or spaces); LayerscopeError for a non-number, a non-finite value or too many."""
     items = [item for item in text.replace(",", " ").split() if item]
     if not items:
         raise LayerscopeError(f"alphas={text!r} must list at least one number, e.g. {DEFAULT_ALPHAS!r}")

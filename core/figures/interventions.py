@@ -25,7 +25,9 @@ METHOD_NAMES = {"leace": "LEACE", "mean_difference": "mean-difference projection
 
 def alpha_title(result) -> str:
     """The alpha axis: alpha in units of the direction's scale (the layer's mean activation norm)."""
-    return f"alpha (× {result.scale:.3g}, the layer's mean activation norm)"
+    what = ("the direction's run norm" if result.params.get("scale") == "run"
+            else "the prompts' median token norm")
+    return f"alpha (× {result.scale:.3g}, {what} at the layer)"
 
 
 def alpha_label(alpha: float) -> str:

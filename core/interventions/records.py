@@ -28,8 +28,8 @@ ERASERS = ("leace", "mean_difference")
 class Direction:
     """A unit vector in one layer's activation space, with how it was made.
 
-    Steering adds alpha * scale * vector, so alpha is in units of the layer's mean
-    activation norm over the run the direction came from.
+    `scale` is the mean norm of the source run's rows at the layer; steering measures alpha in
+    the prompts' median token norm at the layer by default (core/interventions/steer.py).
     """
 
     vector: np.ndarray  # (d,) float32, unit L2 norm
@@ -54,7 +54,7 @@ class SteeringResult:
     direction_name: str
     direction_key: str  # store key of the direction ("" when it was not stored)
     position: str  # one of POSITIONS
-    scale: float  # the direction's scale: alpha = 1 adds this much
+    scale: float  # alpha = 1 adds this much (params["scale"]: the prompts' median token norm, or the direction's scale)
     alphas: np.ndarray  # (A,) float64, in the order given (0 included when asked)
     prompts: tuple[str, ...]  # (P,)
     continuations: np.ndarray  # (A, P) str, the generated text after each prompt

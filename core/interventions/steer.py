@@ -8,6 +8,14 @@ Where the direction is added (`position`):
 * "last": only the last position of each forward: the last prompt token in the first
   forward, then the newest token of each cached step. Earlier prompt positions are left alone.
 
+How far alpha reaches (`scale`):
+* "prompts" (default): alpha = 1 adds the median L2 norm of the layer's residual stream over
+  the prompts' real tokens (measured unsteered). The median, not the mean: causal LMs give a
+  few tokens (the first one, an attention sink) norms 10-100x the others, and a mean over them
+  (or over mean-pooled vectors that include them) overstates the typical token's norm that
+  much; smollm2's middle layers are the case (median ~150, mean ~1,200).
+* "run": the direction's own `scale`, the mean norm of its source run's rows.
+
 Prompts run as one left-padded batch per alpha (the last column is every prompt's last token),
 greedy (`do_sample=False`), so a result is reproducible. What is measured, per alpha:
 * `kl`: KL(p_steered || p_unsteered) of the first generated token, nats, per prompt; the
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     from core.store import Store
 
 MAX_NEW_TOKENS = 512  # generation is one forward per token: beyond this, use a script
+SCALES = ("prompts", "run")  # what alpha = 1 adds: the prompts' median token norm at the layer, or the direction's scale
 
 
 def steer(
@@ -54,6 +63,7 @@ def steer(
     alphas: Sequence[float],
     *,
     position: str = "all",
+    scale: str = "prompts",
     max_new_tokens: int = 20,
     top_k: int = 10,
     readout: ReadoutProbe | None = None,
@@ -61,9 +71,11 @@ def steer(
     store: Store | None = None,
     progress: Progress | None = None,
 ) -> SteeringResult:
-    """Greedy continuations of `prompts` with alpha * direction.scale * direction.vector added, per alpha.
+    """Greedy continuations of `prompts` with alpha * size * direction.vector added, per alpha.
 
-    alphas: (A,) finite numbers, in units of the layer's mean activation norm (0 = unsteered).
+    alphas: (A,) finite numbers, in units of `size` (0 = unsteered).
+    scale: what `size` is: "prompts" (the median token norm of the layer over the prompts, unsteered)
+        or "run" (direction.scale, the mean row norm of the direction's source run).
     readout: a probe fitted on a run of the same model (core.interventions.readout.fit_readout).
     direction_key: the direction's store key, recorded and used in the cache key.
     store: when given, the result is cached there.
@@ -72,12 +84,13 @@ def steer(
     """
     prompts, alphas = check_steering(model, direction, prompts, alphas)
     position = check_choice("position", position, POSITIONS)
+    scale = check_choice("scale", scale, SCALES)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=1, high=MAX_NEW_TOKENS)
     top_k = check_int("top_k", top_k, low=1, high=len(model.tokenizer))
     readout_layers = check_readout(model, direction, readout)
 
     def compute() -> SteeringResult:
-        return _steer(model, direction, prompts, alphas, position, max_new_tokens, top_k,
+        return _steer(model, direction, prompts, alphas, position, scale, max_new_tokens, top_k,
                       readout, readout_layers, direction_key, progress)
 
     if store is None:
@@ -86,7 +99,8 @@ def steer(
         "model": model.identity,
         "direction": direction_key or vector_hash(direction),
         "layer": direction.layer,
-        "scale": direction.scale,
+        "scale": scale,
+        "direction_scale": direction.scale,
         "prompts": list(prompts),
         "alphas": [float(a) for a in alphas],
         "position": position,
@@ -137,7 +151,7 @@ def check_steering(
         alphas = (alphas,)
     alphas = tuple(alphas)
     if not alphas:
-        raise LayerscopeError("alphas=() must hold at least one number, e.g. -8, 0, 8")
+        raise LayerscopeError("alphas=() must hold at least one number, e.g. -1, 0, 1")
     values = np.array([check_number("alpha", a) for a in alphas], dtype=np.float64)
     return prompts, values
 
@@ -222,9 +236,14 @@ def generate_greedy(model: LoadedModel, inputs: dict[str, torch.Tensor], max_new
 
 
 @contextlib.contextmanager
-def steering_hook(model: LoadedModel, direction: Direction, alpha: float, position: str) -> Iterator[None]:
-    """While the block runs, direction.layer's output gets alpha * scale * vector added (at `position`)."""
-    delta = torch.as_tensor(alpha * direction.scale * np.asarray(direction.vector, dtype=np.float64))
+def steering_hook(model: LoadedModel, direction: Direction, alpha: float, position: str,
+                  size: float | None = None) -> Iterator[None]:
+    """While the block runs, direction.layer's output gets alpha * size * vector added (at `position`).
+
+    size: what alpha = 1 adds (default direction.scale).
+    """
+    size = direction.scale if size is None else size
+    delta = torch.as_tensor(alpha * size * np.asarray(direction.vector, dtype=np.float64))
 
     def add(hidden: torch.Tensor) -> torch.Tensor:  # (batch, tokens, d)
         step = delta.to(device=hidden.device, dtype=hidden.dtype)
@@ -250,10 +269,22 @@ def newest_positions(model: LoadedModel, layers: Sequence[str]) -> Iterator[dict
         yield seen
 
 
-def _steer(model, direction, prompts, alphas, position, max_new_tokens, top_k,
+def prompt_norm(model: LoadedModel, inputs: dict[str, torch.Tensor], layer: str) -> float:
+    """Median L2 norm of `layer`'s tensor over the prompts' real (unpadded) tokens, unsteered."""
+    def norms(_layer: str, hidden: torch.Tensor) -> np.ndarray:
+        real = inputs["attention_mask"].bool()
+        return hidden.float().norm(dim=-1)[real].cpu().numpy()
+
+    with torch.inference_mode(), capture_layers(model.module, [layer], norms) as captured:
+        run_captured(lambda: (model.forward_module or model.module)(**inputs, use_cache=False))
+    return float(np.median(captured[layer]))
+
+
+def _steer(model, direction, prompts, alphas, position, scale, max_new_tokens, top_k,
            readout, readout_layers, direction_key, progress) -> SteeringResult:
     A, P = len(alphas), len(prompts)
     inputs = left_padded(model, prompts)
+    size = prompt_norm(model, inputs, direction.layer) if scale == "prompts" else float(direction.scale)
     prompt_width = inputs["input_ids"].shape[1]
     eos = model.tokenizer.eos_token_id
     base = torch.log_softmax(generate_greedy(model, inputs, 1).logits[0].double(), dim=-1)  # (P, V)
@@ -266,7 +297,7 @@ def _steer(model, direction, prompts, alphas, position, max_new_tokens, top_k,
             report(progress, i * max_new_tokens + done, A * max_new_tokens,
                    f"alpha {i + 1} of {A} (alpha={alpha:g}), {P} prompts: token {done} of {max_new_tokens}")
 
-        with steering_hook(model, direction, alpha, position), newest_positions(model, readout_layers) as seen:
+        with steering_hook(model, direction, alpha, position, size), newest_positions(model, readout_layers) as seen:
             out = generate_greedy(model, inputs, max_new_tokens, on_step)
         logp = torch.log_softmax(out.logits[0].double(), dim=-1)  # (P, V) first generated token
         kl[i] = (logp.exp() * (logp - base)).sum(-1).cpu().numpy()
@@ -288,7 +319,7 @@ def _steer(model, direction, prompts, alphas, position, max_new_tokens, top_k,
         direction_name=direction.name,
         direction_key=direction_key,
         position=position,
-        scale=float(direction.scale),
+        scale=size,
         alphas=np.asarray(alphas, dtype=np.float64),
         prompts=tuple(prompts),
         continuations=continuations.astype(str),
@@ -306,6 +337,8 @@ def _steer(model, direction, prompts, alphas, position, max_new_tokens, top_k,
             "max_new_tokens": max_new_tokens,
             "top_k": top_k,
             "decoding": "greedy",
+            "scale": scale,
+            "direction_scale": float(direction.scale),
             "batching": "left-padded, one batch per alpha",
             "direction_source": direction.source,
             "direction_provenance": dict(direction.provenance),

@@ -69,7 +69,7 @@ def steering_result(context: Context, runs: Sequence[str], *, direction: str, pr
 def _steering_analysis(result) -> dict[str, Any]:
     return {"metric": "steering: h <- h + alpha * scale * v at one layer, greedy decoding",
             "variant": f"position={result.position}, direction={result.direction_name}",
-            "parameters": {"layer": result.layer, "alphas": list(map(float, result.alphas)), "scale": result.scale,
+            "parameters": {"layer": result.layer, "alphas": list(map(float, result.alphas)), "size": result.scale,
                            "position": result.position, "readout": f"{result.readout_label}={result.readout_class}",
                            **result.params},
             "model": result.model_name, "seeds": {}}

@@ -166,8 +166,8 @@ def steer_tab() -> None:
     prompts_text = c1.text_area("Prompts (one per line)", key=Keys.PROMPTS, height=110)
     with c2:
         alphas_text = st.text_input("Alphas", key=Keys.ALPHAS,
-                                    help=f"Comma-separated, in units of the layer's mean activation norm "
-                                         f"({direction.scale:.3g} here); 0 is the unsteered model.")
+                                    help="Comma-separated, in units of the median norm of the prompts' tokens at the "
+                                         "layer; 0 is the unsteered model.")
         position = st.radio("Add at", POSITIONS, horizontal=True, key="iv_st_position",
                             format_func={"all": "all positions", "last": "last position"}.get)
         max_new = int(st.number_input("Max new tokens", 1, 200, 20, key="iv_st_tokens"))
@@ -217,7 +217,7 @@ def show_steering(request: tuple) -> None:
             else:
                 st.caption("Pick a readout label to see what a probe reads from the steered stream.")
         show_built(build("steering_tokens", [run_key], **params), key="iv_st_tokens_chart", width="stretch")
-        st.caption(f"alpha = 1 adds {result.scale:.3g} (the layer's mean activation norm) x the unit direction at "
+        st.caption(f"alpha = 1 adds {result.scale:.3g} (the median norm of the prompts' tokens at the layer) x the unit direction at "
                    f"{result.layer}; greedy decoding, {max_new} new tokens.")
 
 
