@@ -6,7 +6,12 @@ to the store, so a finished job is read back like any cached result.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
+import multiprocessing
+import os
+import sys
 import threading
 import time
 import traceback
@@ -82,9 +87,32 @@ class JobBoard:
             job.finished = time.time()
 
 
+def _exit_without_teardown() -> None:
+    """End the stopped server process at once, its logs flushed and its child processes ended.
+
+    Tearing down an interpreter holding torch, transformers and numba takes seconds, longer while a
+    job still compiles or computes in its daemon thread; that would hold Ctrl-C and SIGTERM past 2 s.
+    Nothing is lost by skipping it: the store writes atomically, so a job cut off here resumes (an
+    extraction from its finished batches) or is recomputed on the next request.
+    """
+    logging.shutdown()
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said there
+            pass
+    os._exit(1 if hasattr(sys, "last_value") else 0)  # sys.last_value: the main thread ended on an exception
+
+
 @st.cache_resource
 def board() -> JobBoard:
     """The server's one job board (shared by every session)."""
+    from streamlit.runtime import Runtime
+
+    if Runtime.exists() and type(Runtime.instance()) is Runtime:  # a real server, not a test's stand-in
+        atexit.register(_exit_without_teardown)  # runs first: registered after torch's and numba's own
     return JobBoard()
 
 
@@ -93,10 +121,14 @@ def start_umap_warmup() -> Job:
     """Compile umap's numba code in the background once per server process."""
 
     def work(job: Job) -> None:
+        import umap  # noqa: F401 - imported before the freeze below, like the page's own imports
+
         from core.analysis.projection import warm_up_umap
 
+        gc.freeze()
         job.progress(0, 1, "compiling UMAP (numba), about a minute on first start")
         warm_up_umap()
+        gc.freeze()  # numba's compiled code lives as long as the server: keep it out of every later collection
         job.progress(1, 1, "UMAP ready")
 
     job = board().get(UMAP_WARMUP)
@@ -105,6 +137,10 @@ def start_umap_warmup() -> Job:
     from core.analysis.projection import preload_imports
 
     preload_imports()
+    # the modules imported so far (torch, scikit-learn; umap in the job) stay for good: moved out of the
+    # collector's reach, the full collections that numba's compilation triggers scan only its own objects, not
+    # the whole heap (otherwise they hold the GIL for long stretches: slow pages, and Ctrl-C waiting seconds)
+    gc.freeze()
     return board().submit(UMAP_WARMUP, "UMAP warm-up", work)
 
 

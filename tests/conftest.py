@@ -61,3 +61,32 @@ def few_sentences():
 def runs_in(store) -> list[str]:
     """Names of everything under the store's runs folder (complete or partial)."""
     return sorted(p.name for p in store.runs_dir.iterdir()) if store.runs_dir.exists() else []
+
+
+# ----- reliability: what each fault-injecting test tried and lost, for docs/reliability.md ---------------------------
+@pytest.fixture()
+def reliability(request):
+    """reliability(what, tried, lost): record that this test injected `tried` faults of one kind (`what`, in words)
+    and that `lost` of them lost or damaged something; `python tests/reliability_table.py` tabulates the records."""
+    from reliability_table import record
+
+    def note(what: str, tried: int, lost: int) -> None:
+        record(request.node.nodeid, what, tried, lost)
+
+    return note
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Rewrite docs/reliability.md's table when this run recorded anything (once, not in each xdist worker)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from reliability_table import recorded_since, write_table
+
+    if recorded_since(session.config._reliability_started):
+        write_table()
+
+
+def pytest_configure(config):
+    import time
+
+    config._reliability_started = time.time()

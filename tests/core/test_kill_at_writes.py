@@ -60,7 +60,7 @@ def _no_damaged_complete_entry(store: Store) -> list:
     return report.problems
 
 
-def test_extract__killed_after_a_batch_mid_way_and_while_finalising_resumes_to_the_same_arrays(tmp_path):
+def test_extract__killed_after_a_batch_mid_way_and_while_finalising_resumes_to_the_same_arrays(tmp_path, reliability):
     reference = core.extract(core.load_model("digits-mlp", device="cpu"), "demo:digits", batch_size=4,
                              store=Store(tmp_path / "reference"))
     store = Store(tmp_path / "workspace")
@@ -91,6 +91,8 @@ def test_extract__killed_after_a_batch_mid_way_and_while_finalising_resumes_to_t
     assert proc.returncode == 0, err
     assert ("resuming run" in err) == resumable, killed_at
     again = store.open_run(reference.key)
+    differs = any(not np.array_equal(np.asarray(again[n]), np.asarray(reference[n])) for n in reference.layer_names)
+    reliability("SIGKILL during an extraction (after a batch, mid-way, finalising)", len(killed_at), int(differs))
     for layer in reference.layer_names:
         np.testing.assert_array_equal(np.asarray(again[layer]), np.asarray(reference[layer]))
     assert not verify(store).failed
@@ -107,7 +109,7 @@ for seed in range(int(sys.argv[3])):
 """
 
 
-def test_cached_result__killed_while_writing_never_looks_complete_and_is_recomputed(tmp_path):
+def test_cached_result__killed_while_writing_never_looks_complete_and_is_recomputed(tmp_path, reliability):
     store = Store(tmp_path / "workspace")
     acts = core.extract(core.load_model("digits-mlp", device="cpu"), core.load_dataset("demo:digits", limit=600),
                         batch_size=64, store=store)
@@ -132,6 +134,7 @@ def test_cached_result__killed_while_writing_never_looks_complete_and_is_recompu
     _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert not verify(store, min_age_s=0).failed  # left: only the unheld lock files of finished writers
+    reliability("SIGKILL while a result is written", kills, int(verify(store, min_age_s=0).failed))
     for seed in (0, n_seeds // 2, n_seeds - 1):
         stored = similarity_matrix(acts, acts, "linear_cka", store=store, seed=seed, max_points=200)
         fresh = similarity_matrix(acts, acts, "linear_cka", seed=seed, max_points=200)

@@ -64,7 +64,7 @@ def test_verify__clean_workspace_exits_0(workspace, capsys):
     assert "2 entries checked, 0 damaged, 0 orphaned, 0 stale locks" in capsys.readouterr().out
 
 
-def test_verify__flipped_bytes_are_damaged_repaired_and_recomputed(workspace, capsys):
+def test_verify__flipped_bytes_are_damaged_repaired_and_recomputed(workspace, capsys, reliability):
     store, acts = workspace
     before_layer = np.array(acts[acts.layer_names[-1]])
     before_cka = np.array(_cka(store, acts).matrix)
@@ -85,6 +85,10 @@ def test_verify__flipped_bytes_are_damaged_repaired_and_recomputed(workspace, ca
 
     again = _digits_run(store)  # the next request recomputes both
     assert again.key == acts.key
+    recomputed = [np.array_equal(np.array(again[again.layer_names[-1]]), before_layer),
+                  np.allclose(np.array(_cka(store, again).matrix), before_cka, rtol=1e-6)]
+    reliability("a flipped byte in a run and in a result: found, moved aside, recomputed", 2,
+                recomputed.count(False))
     np.testing.assert_array_equal(np.array(again[again.layer_names[-1]]), before_layer)
     np.testing.assert_allclose(np.array(_cka(store, again).matrix), before_cka, rtol=1e-6)
     assert verify(store).clean
@@ -99,7 +103,7 @@ def test_verify__missing_file_and_unreadable_meta_are_damaged(workspace):
     assert reasons == ["lengths.npy is missing", "meta.json is unreadable"]
 
 
-def test_verify__stale_partial_and_tmp_file_are_orphans_and_repaired(workspace):
+def test_verify__stale_partial_and_tmp_file_are_orphans_and_repaired(workspace, reliability):
     store, acts = workspace
     partial = store.partial_dir("0123456789abcdef0123")
     partial.mkdir()
@@ -118,6 +122,8 @@ def test_verify__stale_partial_and_tmp_file_are_orphans_and_repaired(workspace):
     repaired = verify(store, repair=True)
     assert all(p.repaired and p.moved_to.startswith("damaged/") for p in repaired.problems)
     assert not partial.exists() and not tmp_file.exists() and not tmp_dir.exists()
+    reliability("stale .partial folders and .tmp files: listed as orphans and moved aside", 3,
+                int(not verify(store).clean))
     assert verify(store).clean
     store.open_run(acts.key)  # the healthy run was not touched
 
