@@ -87,6 +87,9 @@ class JobBoard:
             job.finished = time.time()
 
 
+STOP_GRACE = 1.0  # seconds the server's own stop gets before the process ends regardless
+
+
 def _exit_without_teardown() -> None:
     """End the stopped server process at once, its logs flushed and its child processes ended.
 
@@ -113,7 +116,26 @@ def board() -> JobBoard:
 
     if Runtime.exists() and type(Runtime.instance()) is Runtime:  # a real server, not a test's stand-in
         atexit.register(_exit_without_teardown)  # runs first: registered after torch's and numba's own
+        _exit_once_stopping(Runtime.instance())
     return JobBoard()
+
+
+def _exit_once_stopping(runtime, grace: float = STOP_GRACE) -> None:
+    """End the process `grace` seconds after SIGTERM or Ctrl-C asked the server to stop, if it has not ended by then.
+
+    The runtime's own stop closes every browser session first; with sessions open while a job
+    runs it can wait on them for good (seen as a server idle in its event loop, still alive
+    after SIGTERM). The store writes atomically, so cutting it off loses nothing.
+    """
+    from streamlit.runtime.runtime import RuntimeState
+
+    def watch() -> None:
+        while runtime.state not in (RuntimeState.STOPPING, RuntimeState.STOPPED):
+            time.sleep(0.1)
+        time.sleep(grace)
+        _exit_without_teardown()
+
+    threading.Thread(target=watch, name="layerscope-stop-watch", daemon=True).start()
 
 
 # ----- UMAP ------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ def _write(folder: Path, name: str, content: str | bytes) -> Path:
     return path
 
 
+TABLES = "hand-picked tables (encodings, BOM, ragged rows, 1 MB cells, NaN/inf/mixed labels, duplicate columns)"
+OTHERS = "hand-picked image folders, SAELens folders, sidecars and uploads"
+
+
 def _plain(value):
     """A label as compared here: missing values (NaN, None) as None."""
     return None if pd.isna(value) else value
@@ -52,8 +56,9 @@ def _plain(value):
         ("dup.csv", "text,label,label\nhello,a,b\nworld,c,d\n", ["hello", "world"], ["a", "c"]),
     ],
 )
-def test_table__loads_as_the_file_says(tmp_path, name, content, texts, labels):
+def test_table__loads_as_the_file_says(tmp_path, name, content, texts, labels, reliability):
     dataset = core.load_dataset(_write(tmp_path, name, content))
+    reliability(TABLES, 1, int(dataset.texts != texts))
     assert dataset.texts == texts
     assert [_plain(v) for v in dataset.table["label"]] == [_plain(v) for v in labels]
     if name == "dup.csv":  # a repeated CSV header keeps both columns, the second under pandas' ".1" suffix
@@ -78,9 +83,10 @@ def test_table__loads_as_the_file_says(tmp_path, name, content, texts, labels):
         ("broken.parquet", b"PAR1 not really", "could not parse"),
     ],
 )
-def test_table__refused_with_one_clear_message(tmp_path, name, content, message):
+def test_table__refused_with_one_clear_message(tmp_path, name, content, message, reliability):
     with pytest.raises(LayerscopeError, match=message) as caught:
         core.load_dataset(_write(tmp_path, name, content))
+    reliability(TABLES, 1, int("\n" in str(caught.value)))
     assert "\n" not in str(caught.value)
 
 
@@ -89,17 +95,18 @@ def test_missing_named_text_column__names_it_and_the_columns_present(tmp_path):
         core.load_dataset(_write(tmp_path, "d.csv", "text,label\nhi,a\n"), text_column="sentence")
 
 
-def test_a_million_rows_of_one_class__load_and_the_probe_refuses_one_class(tmp_path):
+def test_a_million_rows_of_one_class__load_and_the_probe_refuses_one_class(tmp_path, reliability):
     path = tmp_path / "million.csv"
     path.write_text("text,label\n" + "same words,only\n" * 1_000_000)
     dataset = core.load_dataset(path)
+    reliability(TABLES, 1, int(len(dataset) != 1_000_000))
     assert len(dataset) == 1_000_000 and dataset.table["label"].nunique() == 1
     with pytest.raises(LayerscopeError, match="labels have one class \\('only'\\); a probe needs at least 2 classes"):
         encode_classes(dataset.table["label"].to_numpy(), n_folds=5)
 
 
 # ----- image folders -------------------------------------------------------------------------
-def test_image_folder__a_corrupt_image_is_refused_by_name_and_non_images_are_skipped(tmp_path):
+def test_image_folder__a_corrupt_image_is_refused_by_name_and_non_images_are_skipped(tmp_path, reliability):
     from PIL import Image
 
     for label in ("cat", "dog"):
@@ -110,6 +117,7 @@ def test_image_folder__a_corrupt_image_is_refused_by_name_and_non_images_are_ski
     (tmp_path / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg at all")
     with pytest.raises(LayerscopeError, match=r"dog/broken.jpg is not a readable image"):
         core.load_dataset(tmp_path)
+    reliability(OTHERS, 2, 0)  # a non-image skipped, then a corrupt image refused (else the lines above fail)
 
 
 # ----- SAELens folders -----------------------------------------------------------------------
@@ -144,10 +152,11 @@ def _edit_cfg(folder: Path, **changes) -> None:
         (lambda f: (f / "sae_weights.safetensors").unlink(), "sae_weights.safetensors is missing"),
     ],
 )
-def test_saelens_folder__wrong_shapes_keys_or_dtypes_are_refused(sae_folder, damage, message):
+def test_saelens_folder__wrong_shapes_keys_or_dtypes_are_refused(sae_folder, damage, message, reliability):
     damage(sae_folder)
     with pytest.raises(LayerscopeError, match=message):
         load_saelens(sae_folder)
+    reliability(OTHERS, 1, 0)  # refused with its message: nothing loaded
 
 
 def test_saelens_folder__float16_weights_are_widened_exactly(sae_folder):
@@ -156,7 +165,7 @@ def test_saelens_folder__float16_weights_are_widened_exactly(sae_folder):
     assert sae.W_enc.dtype == torch.float32 and torch.equal(sae.W_enc, sae.W_enc.half().float())
 
 
-def test_saelens_folder__a_pickle_is_refused_and_never_unpickled(sae_folder, tmp_path):
+def test_saelens_folder__a_pickle_is_refused_and_never_unpickled(sae_folder, tmp_path, reliability):
     from test_hostile_code import WritesMarker
 
     marker = tmp_path / "marker"
@@ -167,6 +176,7 @@ def test_saelens_folder__a_pickle_is_refused_and_never_unpickled(sae_folder, tmp
     os.replace(sae_folder / "sae_weights.pt", sae_folder / "sae_weights.safetensors")  # a pickle under the right name
     with pytest.raises(LayerscopeError, match="is not a readable safetensors file"):
         load_saelens(sae_folder)
+    reliability(OTHERS, 2, int(marker.exists()))  # a pickle beside the weights and one under their name
     assert not marker.exists()
 
 
@@ -191,16 +201,18 @@ def _sidecar(folder: Path, **changes) -> Path:
         ({"runs": [{"key": "..", "model": {}, "dataset": {}}]}, r"run key '..' is not a run key"),
     ],
 )
-def test_sidecar__another_version_or_tampered_paths_are_refused(store, tmp_path, changes, message):
+def test_sidecar__another_version_or_tampered_paths_are_refused(store, tmp_path, changes, message, reliability):
     with pytest.raises(LayerscopeError, match=message):
         regenerate(_sidecar(tmp_path, **changes), store, extract_missing=False)
+    reliability(OTHERS, 1, int(store.root.exists()))
     assert not store.root.exists()  # nothing was read from or written to the workspace
 
 
 # ----- uploads -------------------------------------------------------------------------------
-def test_upload_over_the_limit__refused_and_nothing_written(store):
+def test_upload_over_the_limit__refused_and_nothing_written(store, reliability):
     with pytest.raises(LayerscopeError, match=r"'big.csv' is 2.0 MB; the upload limit is 1 MB"):
         save_upload(store.root / "uploads", "big.csv", b"x" * (2 * 2**20), limit_mb=1)
+    reliability(OTHERS, 1, int(store.root.exists()))
     assert not store.root.exists()
 
 
@@ -221,7 +233,7 @@ def test_upload_limit__matches_the_servers_max_upload_size():
         (("figure", "--from", "{sidecar}"), "is not a run key"),
     ],
 )
-def test_cli__bad_file_exits_2_with_one_line_and_leaves_the_store_untouched(tmp_path, args, message):
+def test_cli__bad_file_exits_2_with_one_line_and_leaves_the_store_untouched(tmp_path, args, message, reliability):
     latin1 = _write(tmp_path, "latin1.csv", "text,label\ncafé,a\n".encode("latin-1"))
     sidecar = _sidecar(tmp_path, spec={"figure": "probe_curve", "runs": ["../outside"]})
     workspace = tmp_path / "ws"
@@ -231,4 +243,6 @@ def test_cli__bad_file_exits_2_with_one_line_and_leaves_the_store_untouched(tmp_
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and message in done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("error")]) == 1
+    reliability("bad files handed to the CLI: exit 2, one line, the store untouched", 1,
+                int((workspace / "runs").exists() or (workspace / "results").exists()))
     assert not (workspace / "runs").exists() and not (workspace / "results").exists()

@@ -1,4 +1,8 @@
-"""Bad files, generated: random tables written as CSV, JSONL and Parquet load aligned or are refused cleanly."""
+"""Bad files, generated: random tables written as CSV, JSONL and Parquet load aligned or are refused cleanly.
+
+Every generated table is counted, and those that broke a check; the module records the counts for
+docs/reliability.md when it ends.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,20 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import core
 from core.errors import LayerscopeError
+from reliability_table import record
 
 TEXTS = st.one_of(st.text(max_size=30), st.sampled_from(["", " ", "NA", "null", "123", "007", "a,b", 'say "hi"', "é\u200b"]))
 LABELS = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=8), st.sampled_from(["inf", "nan", "", "label"]),
 )
+COUNTS = {"tried": 0, "lost": 0}  # generated tables loaded, and those that broke a check (shrinking included)
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -43,7 +50,26 @@ def _write(table: pd.DataFrame, folder: Path, fmt: str, encoding: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _record_counts(request):
+    """After the module: record how many generated tables were tried and how many broke a check."""
+    COUNTS.update(tried=0, lost=0)
+    yield
+    if COUNTS["tried"]:
+        record(request.node.nodeid, "generated CSV/JSONL/Parquet tables (hypothesis examples)", **COUNTS)
+
+
 def _check(table: pd.DataFrame, fmt: str, encoding: str) -> None:
+    """Counts the table as tried, and as lost when a check fails."""
+    COUNTS["tried"] += 1
+    try:
+        _check_one(table, fmt, encoding)
+    except BaseException:
+        COUNTS["lost"] += 1
+        raise
+
+
+def _check_one(table: pd.DataFrame, fmt: str, encoding: str) -> None:
     """Loading raises nothing but LayerscopeError; what loads keeps every row, texts and labels aligned."""
     with tempfile.TemporaryDirectory() as folder:
         path = _write(table, Path(folder), fmt, encoding)

@@ -30,6 +30,7 @@ from core.verify import DAMAGED, verify
 pytestmark = pytest.mark.slow
 
 SIZE_MB = 6  # a digits-mlp run on demo:digits takes 3.4 MB
+FULL = "ENOSPC during an extraction, a result write and an export: one message, then works once space is freed"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def _nothing_damaged(store: Store) -> None:
     assert [p.line() for p in verify(store, min_age_s=0).problems if p.what == DAMAGED] == []
 
 
-def test_extract__full_disk_says_where_and_how_much_and_resumes_once_space_is_freed(tmpfs, capsys):
+def test_extract__full_disk_says_where_and_how_much_and_resumes_once_space_is_freed(tmpfs, capsys, reliability):
     argv = ["extract", "--model", "digits-mlp", "--data", "demo:digits", "--batch-size", "256", "--device", "cpu",
             "--workspace", str(tmpfs.root)]
     filler = _fill(tmpfs.root, leave=1_500_000)
@@ -88,10 +89,12 @@ def test_extract__full_disk_says_where_and_how_much_and_resumes_once_space_is_fr
     assert main(argv) == 0
     runs = tmpfs.list_runs()
     assert len(runs) == 1 and runs[0]["n_inputs"] == 1797
-    assert not verify(tmpfs, min_age_s=0).failed
+    damaged = verify(tmpfs, min_age_s=0).failed
+    reliability(FULL, 1, int(damaged))
+    assert not damaged
 
 
-def test_result_write__full_disk_raises_one_clear_error_and_stores_nothing_then_succeeds(tmpfs):
+def test_result_write__full_disk_raises_one_clear_error_and_stores_nothing_then_succeeds(tmpfs, reliability):
     acts = core.extract(core.load_model("digits-mlp", device="cpu", workspace=tmpfs.root),
                         core.load_dataset("demo:digits", limit=300), layers=["fc1", "logits"], store=tmpfs)
     filler = _fill(tmpfs.root)
@@ -103,10 +106,12 @@ def test_result_write__full_disk_raises_one_clear_error_and_stores_nothing_then_
     stored = similarity_matrix(acts, acts, "linear_cka", store=tmpfs)
     assert len(tmpfs.list_entries("similarity")) == 1
     np.testing.assert_allclose(stored.matrix, similarity_matrix(acts, acts, "linear_cka").matrix, rtol=1e-6)
-    assert not verify(tmpfs, min_age_s=0).failed
+    damaged = verify(tmpfs, min_age_s=0).failed
+    reliability(FULL, 1, int(damaged))
+    assert not damaged
 
 
-def test_export__full_disk_leaves_no_sidecar_and_names_the_bytes_needed(tmpfs, tmp_path, capsys):
+def test_export__full_disk_leaves_no_sidecar_and_names_the_bytes_needed(tmpfs, tmp_path, capsys, reliability):
     acts = core.extract(core.load_model("digits-mlp", device="cpu", workspace=tmpfs.root),
                         core.load_dataset("demo:digits", limit=300), layers=["fc1", "logits"], store=tmpfs)
     spec = export.figure_spec("similarity_heatmap", [acts.key, acts.key], metric="linear_cka")
@@ -125,5 +130,7 @@ def test_export__full_disk_leaves_no_sidecar_and_names_the_bytes_needed(tmpfs, t
     filler.unlink()
     assert main(argv) == 0
     assert sorted(json.loads((out / "cka.json").read_text())["files"]) == ["csv", "html"]
-    assert not verify(tmpfs, min_age_s=0).failed
+    damaged = verify(tmpfs, min_age_s=0).failed
+    reliability(FULL, 1, int(damaged))
+    assert not damaged
 

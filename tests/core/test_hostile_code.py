@@ -31,6 +31,8 @@ class WritesMarker:
         return (Path.write_text, (self.marker, "code ran"))
 
 
+CODE = "remote code, pickled checkpoints and object-dtype .npy files: refused, nothing ran"
+
 def _remote_code_folder(folder: Path, marker: Path) -> Path:
     """A model folder whose config.json asks transformers to import the folder's own .py files."""
     folder.mkdir()
@@ -50,28 +52,30 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
-def test_remote_code__refused_without_trust_and_nothing_runs(tmp_path):
+def test_remote_code__refused_without_trust_and_nothing_runs(tmp_path, reliability):
     marker = tmp_path / "marker"
     folder = _remote_code_folder(tmp_path / "model", marker)
     with pytest.raises(LayerscopeError, match="ships its own code.*--trust-remote-code"):
         core.load_model(str(folder))
+    reliability(CODE, 1, int(marker.exists()))
     assert not marker.exists()
 
 
 @pytest.mark.slow
-def test_remote_code__cli_exits_2_without_trust_and_runs_it_only_with_trust(tmp_path):
+def test_remote_code__cli_exits_2_without_trust_and_runs_it_only_with_trust(tmp_path, reliability):
     marker = tmp_path / "marker"
     folder = _remote_code_folder(tmp_path / "model", marker)
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules")}
     args = ("extract", "--model", str(folder), "--data", "demo:words", "--workspace", str(tmp_path / "ws"))
     refused = _cli(*args, env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    reliability(CODE, 1, int(marker.exists()))
     assert "--trust-remote-code" in refused.stderr and not marker.exists()
     _cli(*args, "--trust-remote-code", env=env)  # the user said so: the folder's code is imported
     assert marker.read_text() == "code ran"
 
 
-def test_pickled_checkpoint__refused_and_never_unpickled(tmp_path):
+def test_pickled_checkpoint__refused_and_never_unpickled(tmp_path, reliability):
     from transformers import BertConfig
 
     marker = tmp_path / "marker"
@@ -81,6 +85,7 @@ def test_pickled_checkpoint__refused_and_never_unpickled(tmp_path):
     torch.save({"bert.embeddings.word_embeddings.weight": WritesMarker(marker)}, folder / "pytorch_model.bin")
     with pytest.raises(LayerscopeError, match="pickled checkpoint"):
         core.load_model(str(folder))
+    reliability(CODE, 1, int(marker.exists()))
     assert not marker.exists()
 
 
@@ -106,17 +111,19 @@ def _swap_in_object_array(folder: Path, rel: str, marker: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
-def test_object_npy_in_a_result__refused_moved_aside_and_never_unpickled(store, tmp_path):
+def test_object_npy_in_a_result__refused_moved_aside_and_never_unpickled(store, tmp_path, reliability):
     marker = tmp_path / "marker"
     params = {"what": "hostile-code-test"}
     folder = store.save_result("test_kind", params, {"values": np.arange(4.0)})
     _swap_in_object_array(folder, "values.npy", marker)
     assert store.load_result("test_kind", params) is None  # read as damaged: the next request recomputes
+    reliability(CODE, 1, int(marker.exists()))
     assert not folder.exists() and not marker.exists()
 
 
 @pytest.mark.slow  # trains digits-mlp when the session has not yet
-def test_object_npy_in_a_run__refused_with_a_message_and_never_unpickled(store, session_store, tmp_path):
+def test_object_npy_in_a_run__refused_with_a_message_and_never_unpickled(store, session_store, tmp_path,
+                                                                         reliability):
     marker = tmp_path / "marker"
     model = core.load_model("digits-mlp", workspace=session_store.root, device="cpu")  # trained once per session
     dataset = core.load_dataset("demo:digits", limit=16)
@@ -125,6 +132,7 @@ def test_object_npy_in_a_run__refused_with_a_message_and_never_unpickled(store, 
     reopened = store.open_run(acts.key)
     with pytest.raises(LayerscopeError, match="not a plain numeric array"):
         reopened[reopened.layer_names[1]]
+    reliability(CODE, 1, int(marker.exists()))
     assert not marker.exists()
 
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -57,25 +58,31 @@ def _no_damage(store: Store) -> None:
 
 
 def _kill_before_every_write(driver: FaultDriver, after_kill: Callable[[int], None],
-                             after_finish: Callable[[int], None]) -> int:
+                             after_finish: Callable[[int], None], note: Callable[[int, int], None]) -> int:
     """Kill the job before its 1st, 2nd, ... write until a try ends on its own; returns the writes it makes.
 
     After each kill: `after_kill(k)`, then the same request once more to the end and `after_finish(k)`
-    (which compares it with the fresh run and removes the finished output).
+    (which compares it with the fresh run and removes the finished output). `note(kills, lost)` records
+    the kills made and whether one of them lost something (a check after it failed).
     """
     for k in range(1, MAX_WRITES):
         outcome = driver.run(k)
         if not outcome.killed:
+            note(k - 1, 0)
             assert (outcome.code, outcome.writes) == (0, k - 1)
             return k - 1
-        after_kill(k)
-        assert driver.run(0).code == 0
-        after_finish(k)
+        try:
+            after_kill(k)
+            assert driver.run(0).code == 0
+            after_finish(k)
+        except AssertionError:
+            note(k, 1)
+            raise
     raise AssertionError(f"the job still wrote after {MAX_WRITES} writes")
 
 
 def test_sae_entry__killed_before_each_write_never_looks_complete_and_trains_again_to_the_same_weights(
-        workspace, driver, tmp_path):
+        workspace, driver, tmp_path, reliability):
     store, run = workspace
     key = sae_key(run, LAYER, SAEConfig(**TINY))
     fresh = Store(tmp_path / "fresh")
@@ -99,7 +106,8 @@ def test_sae_entry__killed_before_each_write_never_looks_complete_and_trains_aga
         same_as_fresh()
         store.delete_entry(SAE_KIND, key)
 
-    writes = _kill_before_every_write(driver, after_kill, after_finish)
+    note = partial(reliability, "SIGKILL before each write of an SAE entry")
+    writes = _kill_before_every_write(driver, after_kill, after_finish, note)
     assert writes >= 7  # folder, cfg.json, weights, curves, meta.json + rename, folder rename
     same_as_fresh()
     repaired = verify(store, repair=True, min_age_s=0)
@@ -126,7 +134,8 @@ def _same_figure(sidecar: Path, reference: Path) -> None:
     assert {f: i["sha256"] for f, i in ours["files"].items()} == {f: i["sha256"] for f, i in theirs["files"].items()}
 
 
-def test_figure_export__killed_before_each_write_leaves_no_sidecar_naming_missing_files(workspace, driver, tmp_path):
+def test_figure_export__killed_before_each_write_leaves_no_sidecar_naming_missing_files(
+        workspace, driver, tmp_path, reliability):
     store, run = workspace
     spec = export.figure_spec("similarity_heatmap", [run, run], metric="linear_cka")
     built = export.build_figure(spec, store)  # the similarity is computed (and stored) here, once
@@ -153,7 +162,8 @@ def test_figure_export__killed_before_each_write_leaves_no_sidecar_naming_missin
             (out / info["path"]).unlink()
         (out / "similarity.json").unlink()
 
-    writes = _kill_before_every_write(driver, after_kill, after_finish)
+    note = partial(reliability, "SIGKILL before each write of a figure export")
+    writes = _kill_before_every_write(driver, after_kill, after_finish, note)
     assert writes >= 9  # folder, write test + its removal, old sidecar, 2 files + renames, sidecar + rename
     assert driver.run(0).code == 0  # and once more over a complete export
     _same_figure(out / "similarity.json", fresh / "similarity.json")
@@ -175,7 +185,7 @@ def _report_complete(out: Path) -> dict:
     return manifest
 
 
-def test_report__killed_before_each_write_is_complete_or_absent(workspace, driver, tmp_path):
+def test_report__killed_before_each_write_is_complete_or_absent(workspace, driver, tmp_path, reliability):
     store, run = workspace
     specs = [export.figure_spec("similarity_heatmap", [run, run], metric="linear_cka")]
     export.build_figure(specs[0], store)  # computed and stored now, not in each try
@@ -202,7 +212,8 @@ def test_report__killed_before_each_write_is_complete_or_absent(workspace, drive
         shutil.rmtree(out)
         zipped.unlink()
 
-    writes = _kill_before_every_write(driver, after_kill, after_finish)
+    note = partial(reliability, "SIGKILL before each write of a report")
+    writes = _kill_before_every_write(driver, after_kill, after_finish, note)
     assert writes >= 10  # folder, figures/, write test, csv + sidecar and renames, index, report.json, zip, renames
     manifest = _report_complete(out)
     assert len(manifest["figures"]) == 1 and zipped.is_file()

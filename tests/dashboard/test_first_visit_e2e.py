@@ -41,6 +41,7 @@ PAGES = [
     ("workspace", 0, None),
     ("explorer", 1, "minilm"),
     ("probes", 2, None),
+    ("interventions", 0, None),
     ("compare", 1, None),
     ("sae_train", 1, "Training"),
     ("sae_gallery", 2, "Feature map"),
