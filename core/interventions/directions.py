@@ -1,8 +1,8 @@
 """Directions at a layer, made from a stored run (or an SAE): class means, a probe, contrast pairs, a decoder row.
 
 Every direction is a unit vector in the layer's raw activation space with
-`scale` = the mean L2 norm of the layer's activations over the run (METRICS.md,
-"Interventions": steering alpha is in units of that norm). A tokens run
+`scale` = the mean L2 norm of the layer's activations over the run (steering measures
+alpha in the prompts' median token norm by default, or in this scale with scale="run"). A tokens run
 (pooling="tokens") is read one row per token, each token carrying its input's label;
 a pooled run one row per input.
 """
