@@ -36,21 +36,28 @@ def alpha_label(alpha: float) -> str:
 
 
 def _steering_title(result, what: str) -> str:
-    return f"Steering · {result.model_name} · {result.direction_name or 'direction'} @ {result.layer}: {what}"
+    return f"Steering {result.model_name} at {result.layer}: {what}"  # the direction is named in the legend/caption
+
+
+def _row_height(result) -> int:
+    """Pixels a table row needs: about 14 characters per wrapped line at 6 alpha columns, 20 px a line."""
+    longest = max((len(str(t)) for t in result.continuations.ravel()), default=0)
+    lines = 2 + longest * (len(result.alphas) + 1) // 90
+    return max(60, 20 * lines + 16)
 
 
 def steering_continuations(result, *, title: str | None = None, publication: bool = False) -> go.Figure:
     """A table: one row per prompt, one column per alpha, each cell the greedy continuation (A columns + prompt)."""
     header = ["prompt", *(alpha_label(a) for a in result.alphas)]
-    cells = [[html.escape(p) for p in result.prompts]]
-    cells += [[html.escape(str(text)) for text in result.continuations[i]] for i in range(len(result.alphas))]
+    cells = [[html.escape(p, quote=False) for p in result.prompts]]
+    cells += [[html.escape(str(text), quote=False) for text in result.continuations[i]] for i in range(len(result.alphas))]
     fig = go.Figure(go.Table(
         header={"values": [f"<b>{h}</b>" for h in header], "align": "left", "fill": {"color": "#eef1f8"}},
         cells={"values": cells, "align": "left", "height": 28},
         columnwidth=[1.2] + [1.0] * len(result.alphas),
     ))
     style_figure(fig, title=title or _steering_title(result, "greedy continuations per alpha"),
-                 publication=publication, height=max(260, 90 + 60 * len(result.prompts)))
+                 publication=publication, height=max(260, 90 + _row_height(result) * len(result.prompts)))
     fig.update_layout(margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return fig
 
@@ -79,7 +86,7 @@ def steering_readout(result, *, title: str | None = None, publication: bool = Fa
     style_figure(
         fig, title=title or _steering_title(result, f"what the {result.readout_label} probe reads"),
         x_title=alpha_title(result),
-        y_title=f"probe P({result.readout_label} = {result.readout_class}), mean over generated tokens",
+        y_title=f"P({result.readout_label} = {result.readout_class})",
         publication=publication,
     )
     fig.update_yaxes(range=[0, 1])
@@ -100,7 +107,7 @@ def steering_kl(result, *, title: str | None = None, publication: bool = False) 
                         hovertemplate="alpha %{x:g}<br>mean KL %{y:.4f} nats<extra></extra>"))
     style_figure(
         fig, title=title or _steering_title(result, "shift of the next-token distribution"),
-        x_title=alpha_title(result), y_title="KL(steered ‖ unsteered), first generated token (nats)",
+        x_title=alpha_title(result), y_title="KL(steered ‖ unsteered), first token (nats)",
         publication=publication,
     )
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
