@@ -136,7 +136,7 @@ def steering_tokens(result, *, title: str | None = None, publication: bool = Fal
         fig.update_yaxes(autorange="reversed", title_text="token" if col == 1 else None, row=1, col=col)
     style_figure(fig, title=title or _steering_title(result, "next-token log-probabilities that moved most"),
                  publication=publication, height=max(360, 60 + 26 * 2 * result.gained_tokens.shape[1]))
-    fig.update_xaxes(title_text="Δ log-probability (nats), mean over prompts")
+    fig.update_xaxes(title_text="Δ log-prob (nats)")  # short: one per panel, side by side
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.18}, showlegend=True)
     return fig
 
