@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: setup system-deps demo run test test-fast bench clean
+.PHONY: setup system-deps demo run test test-fast bench soak clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: setup
 	$(PY) bench/similarity.py
 	$(PY) bench/similarity_null.py
 	$(PY) bench/export.py
+	$(PY) bench/steering.py
+
+# five browser sessions on one server for ten minutes while one extracts: errors, p95 rerun time, peak memory
+soak: setup
+	$(PY) bench/soak.py --minutes 10
 
 clean:
 	rm -rf $(VENV) .pytest_cache
