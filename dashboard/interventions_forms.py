@@ -18,7 +18,7 @@ Run = Mapping[str, Any]
 SOURCE_LABELS = {"probe": "probe", "mean_difference": "mean difference", "contrast_pca": "contrast pairs PCA",
                  "sae_feature": "SAE feature"}
 METHOD_LABELS = {"leace": "LEACE", "mean_difference": "mean-difference projection"}
-DEFAULT_ALPHAS = "-1, 0, 1"  # in units of the prompts' median token norm at the layer: +-1 moves smollm2 visibly
+DEFAULT_ALPHAS = "-0.5, 0, 0.5"  # in units of the prompts' median token norm at the layer: +-0.5 moves smollm2 visibly, +-1 starts to break it
 DEFAULT_PROMPTS = 3  # prompts taken from the dataset
 PROMPT_WORDS = 5  # each default prompt is the first words of an input: the model continues it
 MAX_ALPHAS = 9
