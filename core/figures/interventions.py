@@ -186,8 +186,8 @@ def erasure_change(result, *, title: str | None = None, publication: bool = Fals
         textposition="outside", name="mean ‖x − x′‖²",
         hovertemplate="%{x}<br>mean squared change %{y:.4g}<extra></extra>",
     ))
-    style_figure(fig, title=title or _erasure_title(result, "how far the activations moved"),
-                 x_title="erasure method", y_title=f"mean ‖x − x′‖² at {result.layer} (squared activation units)",
+    style_figure(fig, title=title or _erasure_title(result, "change"),
+                 x_title="erasure method", y_title="mean ‖x − x′‖² (squared units)",
                  publication=publication)
     fig.update_yaxes(range=[0, max(values) * 1.2 if max(values) > 0 else 1])
     return fig

@@ -25,14 +25,30 @@ MAX_READOUT_LAYERS = 4  # the steered layer and up to this many - 1 later layers
 
 
 def readout_layers(layer_names: Sequence[str], layer: str, count: int = MAX_READOUT_LAYERS) -> list[str]:
-    """The steered layer and up to `count` - 1 later layers of a run, evenly spaced, the last one included."""
-    if layer not in layer_names:
-        raise LayerscopeError(f"layer={layer!r} is not a layer of the run; it has {', '.join(layer_names)}")
-    later = list(layer_names[list(layer_names).index(layer) + 1:])
-    if len(later) > count - 1:
-        picks = np.unique(np.round(np.linspace(0, len(later) - 1, count - 1)).astype(int))
+    """The steered layer and up to `count` - 1 later layers of a run, evenly spaced, the last one included.
+
+    A run without the steered layer itself reads from its layers after it (`model.layers.12` is after
+    `model.layers.10`: the same module path with a larger block number).
+    """
+    names = list(layer_names)
+    if layer in names:
+        first, later = [layer], names[names.index(layer) + 1:]
+    else:
+        first, later = [], [name for name in names if _block_after(name, layer)]
+        if not later:
+            raise LayerscopeError(f"the run has no layer at or after the steered layer {layer!r} (it has "
+                                  f"{', '.join(names)}); pick a run holding later layers for the readout")
+    if len(later) > count - len(first):
+        picks = np.unique(np.round(np.linspace(0, len(later) - 1, count - len(first))).astype(int))
         later = [later[i] for i in picks]
-    return [layer, *later]
+    return [*first, *later]
+
+
+def _block_after(name: str, layer: str) -> bool:
+    """Whether `name` is a later block than `layer` of the same stack ("model.layers.12" after "model.layers.10")."""
+    stem, _, number = name.rpartition(".")
+    layer_stem, _, layer_number = layer.rpartition(".")
+    return stem == layer_stem and number.isdigit() and layer_number.isdigit() and int(number) > int(layer_number)
 
 
 def steering_result(context: Context, runs: Sequence[str], *, direction: str, prompts: Sequence[str],

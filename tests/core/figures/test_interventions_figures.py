@@ -112,3 +112,14 @@ def test_erasure_change__method_beside_mean_difference(method, bars):
     assert bar.y[0] == pytest.approx(1.5)
     if len(bars) == 2:
         assert bar.y[1] == pytest.approx(2.5)
+
+
+def test_readout_layers__a_run_without_the_steered_layer_reads_from_its_later_blocks():
+    from core.errors import LayerscopeError
+    from core.recipes.interventions import readout_layers
+
+    run = ["model.layers.6", "model.layers.12", "model.layers.15", "model.layers.29"]
+    assert readout_layers(run, "model.layers.10") == ["model.layers.12", "model.layers.15", "model.layers.29"]
+    assert readout_layers(run, "model.layers.12")[0] == "model.layers.12"
+    with pytest.raises(LayerscopeError, match="no layer at or after the steered layer 'model.layers.30'"):
+        readout_layers(run, "model.layers.30")
