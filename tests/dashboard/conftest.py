@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,12 @@ def streamlit_server():
     yield start
     for proc in started:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # the shutdown tests assert the 2 s bound; here only the test's own claim counts
+            proc.kill()
+            proc.wait()
+            warnings.warn(f"streamlit server {proc.pid} was still running 20 s after SIGTERM; killed", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
