@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_workspace(verify)
 
+    handlers = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo, "report": cmd_report,
+                "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series, "verify": cmd_verify}
+    for name, handler in handlers.items():
+        commands.choices[name].set_defaults(handler=handler)
+
     from core.cli_interventions import add_parsers  # direction, erase, steer: each sets its own handler
 
     add_parsers(commands)
@@ -156,10 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("choreographer", "kaleido"):  # the headless browser's chatter (logged with tracebacks)
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        commands = {"extract": cmd_extract, "ls": cmd_ls, "layers": cmd_layers, "demo": cmd_demo,
-                    "report": cmd_report, "figure": cmd_figure, "dynamics": cmd_dynamics, "series": cmd_series,
-                    "verify": cmd_verify}
-        return (commands.get(args.command) or args.handler)(args)
+        return args.handler(args)
     except LayerscopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
