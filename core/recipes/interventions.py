@@ -91,6 +91,15 @@ def _steering_analysis(result) -> dict[str, Any]:
             "model": result.model_name, "seeds": {}}
 
 
+STEERING_PARAMS = ("direction", "prompts", "alphas", "position", "max_new_tokens", "top_k", "readout_label",
+                   "readout_class")  # what a steering recipe passes on to steering_result
+
+
+def steering_params(arguments: dict) -> dict:
+    """The steering parameters among a steering recipe's arguments (its locals())."""
+    return {name: arguments[name] for name in STEERING_PARAMS}
+
+
 def _alphas_words(result) -> str:
     return ", ".join(f"{float(a):g}" for a in result.alphas)
 
@@ -140,8 +149,7 @@ def steering_continuations_recipe(context: Context, runs, *, direction: str, pro
     """The Interventions page's greedy continuations of each prompt, one column per alpha."""
     from core.figures.interventions import steering_continuations
 
-    params = {"direction": direction, "prompts": prompts, "alphas": alphas, "position": position,
-                  "max_new_tokens": max_new_tokens, "top_k": top_k, "readout_label": readout_label, "readout_class": readout_class}
+    params = steering_params(locals())
     caption = ("Greedy continuations ({tokens} new tokens) of {model} with alpha x {scale:.3g} x the unit direction "
                "'{direction}' added at {layer} (positions: {position}), alphas {alphas}.")
     return _steering_figure("steering-continuations", steering_continuations, caption, _continuations_table,
@@ -155,8 +163,7 @@ def steering_readout_recipe(context: Context, runs, *, direction: str, prompts: 
     """The Interventions page's probe readout of the steered residual stream against alpha, per readout layer."""
     from core.figures.interventions import steering_readout
 
-    params = {"direction": direction, "prompts": prompts, "alphas": alphas, "position": position,
-                  "max_new_tokens": max_new_tokens, "top_k": top_k, "readout_label": readout_label, "readout_class": readout_class}
+    params = steering_params(locals())
     caption = ("Logistic probe P({label} = {cls}) read from the residual stream of the generated tokens of {model} "
                "steered along '{direction}' at {layer}, and from the continuations re-read without steering "
                "(dashed); mean over {n} prompts, alphas {alphas} (x {scale:.3g}).")
@@ -172,8 +179,7 @@ def steering_kl_recipe(context: Context, runs, *, direction: str, prompts: Seque
     """The Interventions page's KL divergence of the steered next-token distribution to the unsteered one."""
     from core.figures.interventions import steering_kl
 
-    params = {"direction": direction, "prompts": prompts, "alphas": alphas, "position": position,
-                  "max_new_tokens": max_new_tokens, "top_k": top_k, "readout_label": readout_label, "readout_class": readout_class}
+    params = steering_params(locals())
     caption = ("KL(p_steered || p_unsteered) of the first generated token of {model} (nats), mean over {n} prompts "
                "with its range, steering along '{direction}' at {layer}, alphas {alphas} (x {scale:.3g}).")
     return _steering_figure("steering-kl", steering_kl, caption,
@@ -190,8 +196,7 @@ def steering_tokens_recipe(context: Context, runs, *, direction: str, prompts: S
     """The Interventions page's tokens whose next-token log-probability rose and fell most, per alpha."""
     from core.figures.interventions import steering_tokens
 
-    params = {"direction": direction, "prompts": prompts, "alphas": alphas, "position": position,
-                  "max_new_tokens": max_new_tokens, "top_k": top_k, "readout_label": readout_label, "readout_class": readout_class}
+    params = steering_params(locals())
     caption = ("Change of the first generated token's log-probability (nats, mean over {n} prompts) of {model} "
                "steered along '{direction}' at {layer}: the tokens that gained and lost most per alpha.")
     return _steering_figure("steering-tokens", steering_tokens, caption, _tokens_table, context, runs, params,
